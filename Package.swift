@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+// mxresolved: a sidecar daemon that resolves Matrix server names for homeserver workers
+// and keeps one shared, persistent cache of the answers.
+import PackageDescription
+
+let package = Package(
+    name: "mxresolved",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mxresolved", targets: ["mxresolved"]),
+        .executable(name: "mxresolvectl", targets: ["mxresolvectl"]),
+        .library(name: "MXResolve", targets: ["MXResolve"]),
+    ],
+    dependencies: [
+        // swift-log: the daemon's one logging API (stderr lines for journald).
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // swift-argument-parser: --help for every config key, subcommands for mxresolvectl.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Thin system-library targets: a module map and a header of static inline shims each.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]),
+        .systemLibrary(name: "CAres", pkgConfig: "libcares",
+                       providers: [.apt(["libc-ares-dev"]), .brew(["c-ares"])]),
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb",
+                       providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]),
+
+        // Pure core: server-name grammar, the spec's algorithm, cache policy. No I/O, no C.
+        .target(name: "MXCore"),
+
+        // Adapters: c-ares DNS client, libcurl well-known fetcher (one I/O thread owns both), LMDB store.
+        .target(name: "MXAdapters", dependencies: ["MXCore", "CCurl", "CAres", "CLMDB"]),
+
+        // The resolving service: cache + single-flight + refresh over the adapters, the socket
+        // protocol and server, configuration and statistics.
+        .target(name: "MXResolve", dependencies: [
+            "MXCore", "MXAdapters",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "mxresolved", dependencies: [
+            "MXResolve",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "mxresolvectl", dependencies: [
+            "MXResolve",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "MXCoreTests", dependencies: ["MXCore"]),
+        .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXResolve"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,35 @@
+/// RFC 2782 target selection: lowest priority first; within a priority, a weighted random
+/// order (each pick chooses among the remaining records with probability weight/sum, records
+/// of weight 0 being picked first only by a zero draw, as the RFC says).
+public enum SRVOrder {
+    /// `randomBelow(n)` returns a uniform integer in 0..<n (injected so tests are deterministic).
+    public static func order(_ records: [SRVRecord], randomBelow: (UInt64) -> UInt64) -> [SRVRecord] {
+        let priorities = Set(records.map(\.priority)).sorted()
+        var result: [SRVRecord] = []
+        result.reserveCapacity(records.count)
+        for priority in priorities {
+            // RFC 2782: "arrange all SRV RRs (that have not been ordered yet) in any order, except that
+            // all those with weight 0 are placed at the beginning of the list."
+            var remaining = records.filter { $0.priority == priority }
+            remaining.sort { ($0.weight == 0 ? 0 : 1) < ($1.weight == 0 ? 0 : 1) }
+            while !remaining.isEmpty {
+                let total = remaining.reduce(UInt64(0)) { $0 + UInt64($1.weight) }
+                // A uniform number in 0...total; pick the first record whose running sum is >= it.
+                let draw = randomBelow(total + 1)
+                var running: UInt64 = 0
+                var chosen = remaining.count - 1
+                for (i, r) in remaining.enumerated() {
+                    running += UInt64(r.weight)
+                    if running >= draw { chosen = i; break }
+                }
+                result.append(remaining.remove(at: chosen))
+            }
+        }
+        return result
+    }
+
+    public static func order(_ records: [SRVRecord]) -> [SRVRecord] {
+        var rng = SystemRandomNumberGenerator()
+        return order(records) { UInt64.random(in: 0..<$0, using: &rng) }
+    }
+}

@@ -1,0 +1,342 @@
+import Synchronization
+import Dispatch
+
+/// The spec's "Resolving server names" algorithm (Server-Server API), step by step.
+///
+/// Each step is one small method named after it; the spec's numbers are in the comments and in
+/// `ResolutionStep`. Network work goes through a `LookupBackend`, so the algorithm is tested with
+/// fakes and run for real over c-ares and libcurl. Control flow is completion-based: a resolution
+/// holds no thread while it waits.
+public final class ServerResolver: Sendable {
+    public typealias Completion = @Sendable (Result<Resolution, ResolutionFailure>) -> Void
+
+    let backend: any LookupBackend
+    let settings: ResolverSettings
+
+    public init(backend: any LookupBackend, settings: ResolverSettings) {
+        self.backend = backend
+        self.settings = settings
+    }
+
+    /// Resolves `serverName`. `knownWellKnown`, when given, is a still-fresh well-known result from
+    /// the cache: step 3's fetch is skipped and its result reused (a remembered failure goes straight
+    /// to step 4). The completion runs exactly once, on any thread.
+    @discardableResult
+    public func resolve(_ serverName: String, knownWellKnown: WellKnownOutcome? = nil,
+                        completion: @escaping Completion) -> ResolutionHandle {
+        let run = Run(serverName: serverName, resolver: self, completion: completion)
+        let deadline = settings.resolutionTimeoutMs
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(deadline)) { [weak run] in
+            run?.fail(.timeout, "resolution did not finish within \(deadline) ms")
+        }
+        run.start(knownWellKnown: knownWellKnown)
+        return ResolutionHandle(run: run)
+    }
+}
+
+/// Lets a caller cancel a resolution; the completion then runs with `cancelled`.
+public struct ResolutionHandle: Sendable {
+    let run: Run
+    public func cancel() { run.fail(.cancelled, "resolution cancelled") }
+}
+
+/// One resolution in progress: the steps, the trail of lookups, and a completion that runs once.
+final class Run: Sendable {
+    let serverName: String
+    let resolver: ServerResolver
+    private let state: Mutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
+
+    init(serverName: String, resolver: ServerResolver, completion: @escaping ServerResolver.Completion) {
+        self.serverName = serverName
+        self.resolver = resolver
+        self.state = Mutex((completion, [], nil))
+    }
+
+    var backend: any LookupBackend { resolver.backend }
+    var settings: ResolverSettings { resolver.settings }
+
+    func note(_ line: String) { state.withLock { $0.trace.append(line) } }
+
+    func finish(_ resolution: Resolution) {
+        let (completion, trace, wk) = state.withLock { s in
+            let c = s.completion
+            s.completion = nil
+            return (c, s.trace, s.wellKnown)
+        }
+        var r = resolution
+        r.trace = trace
+        r.wellKnown = wk
+        completion?(.success(r))
+    }
+
+    func fail(_ code: FailureCode, _ message: String, step: ResolutionStep? = nil, negativeTTL: UInt32? = nil) {
+        let (completion, trace, wk) = state.withLock { s in
+            let c = s.completion
+            s.completion = nil
+            return (c, s.trace, s.wellKnown)
+        }
+        completion?(.failure(ResolutionFailure(code: code, message: message, step: step, wellKnown: wk,
+                                               negativeTTL: negativeTTL, trace: trace)))
+    }
+
+    var isFinished: Bool { state.withLock { $0.completion == nil } }
+
+    // MARK: - The steps
+
+    func start(knownWellKnown: WellKnownOutcome?) {
+        // Validate before any network traffic.
+        let name: ServerName
+        do {
+            name = try ServerName(parsing: serverName)
+        } catch {
+            fail(.invalidServerName, "'\(serverName.prefix(300))' is not a valid server name: \(error)")
+            return
+        }
+
+        switch (name.host, name.port) {
+        case (.ipv4(let ip), let port), (.ipv6(let ip), let port):
+            step1IPLiteral(name, ip: ip, port: port)
+        case (.dns(let host), .some(let port)):
+            step2ExplicitPort(name, host: host, port: port)
+        case (.dns(let host), .none):
+            step3WellKnown(name, host: host, known: knownWellKnown)
+        }
+    }
+
+    /// 1. "If the hostname is an IP literal, then that IP address should be used, together with the
+    /// given port number, or 8448 if no port is given." Certificate valid for the IP; no SNI;
+    /// Host = the server name as given.
+    func step1IPLiteral(_ name: ServerName, ip: IPAddress, port: UInt16?) {
+        finishWithIPLiteral(step: .ipLiteral, ip: ip, port: port ?? 8448, hostHeader: name.raw)
+    }
+
+    /// 2. "If the hostname is not an IP literal, and the server name includes an explicit port,
+    /// resolve the hostname to an IP address using CNAME, AAAA or A records." Host = hostname:port;
+    /// certificate for the hostname.
+    func step2ExplicitPort(_ name: ServerName, host: String, port: UInt16) {
+        resolveHostTarget(host: host, port: port, step: .explicitPort, hostHeader: name.raw, tlsName: host)
+    }
+
+    /// 3. "If the hostname is not an IP literal, a regular HTTPS request is made to
+    /// https://<hostname>/.well-known/matrix/server". An invalid response skips to step 4.
+    func step3WellKnown(_ name: ServerName, host: String, known: WellKnownOutcome?) {
+        let proceed: @Sendable (WellKnownOutcome) -> Void = { [self] outcome in
+            state.withLock { $0.wellKnown = outcome }
+            switch outcome.result {
+            case .delegated(let mServer):
+                // Validated when fetched; a cached value is re-parsed, never trusted blindly.
+                guard let delegated = try? ServerName(parsing: mServer) else {
+                    step4MatrixFedSRV(name, host: host)
+                    return
+                }
+                step3Delegated(delegated)
+            case .failed:
+                step4MatrixFedSRV(name, host: host)
+            }
+        }
+        if let known {
+            note("well-known for \(host): from cache: \(describe(known.result))")
+            proceed(known)
+        } else {
+            WellKnownFetch(run: self, host: host).start(completion: proceed)
+        }
+    }
+
+    /// 3.1–3.5: the well-known delegated to `<delegated_hostname>[:<delegated_port>]`.
+    /// The delegated name is not itself well-known-resolved again (no chaining).
+    func step3Delegated(_ delegated: ServerName) {
+        switch (delegated.host, delegated.port) {
+        case (.ipv4(let ip), let port), (.ipv6(let ip), let port):
+            // 3.1 "If <delegated_hostname> is an IP literal, then that IP address should be used
+            // together with the <delegated_port> or 8448 if no port is provided." Host = the IP,
+            // including the port if one was provided; certificate for the IP.
+            finishWithIPLiteral(step: .delegatedIPLiteral, ip: ip, port: port ?? 8448, hostHeader: delegated.raw)
+        case (.dns(let dhost), .some(let port)):
+            // 3.2 Explicit delegated port: CNAME/AAAA/A of <delegated_hostname>.
+            // Host = <delegated_hostname>:<delegated_port>; certificate for <delegated_hostname>.
+            resolveHostTarget(host: dhost, port: port, step: .delegatedExplicitPort, hostHeader: delegated.raw, tlsName: dhost)
+        case (.dns(let dhost), .none):
+            // 3.3 SRV _matrix-fed._tcp.<delegated_hostname>; 3.4 [deprecated] _matrix._tcp; 3.5 port 8448.
+            // Host and certificate: <delegated_hostname>.
+            srvSteps(host: dhost, hostHeader: dhost, tlsName: dhost,
+                     steps: (.delegatedMatrixFedSRV, .delegatedLegacyMatrixSRV, .delegatedDefaultPort))
+        }
+    }
+
+    /// 4. "If the /.well-known request resulted in an error response", SRV _matrix-fed._tcp.<hostname>;
+    /// 5. [deprecated] _matrix._tcp.<hostname>; 6. CNAME/AAAA/A of <hostname>, port 8448.
+    /// Host and certificate: <hostname>.
+    func step4MatrixFedSRV(_ name: ServerName, host: String) {
+        srvSteps(host: host, hostHeader: host, tlsName: host, steps: (.matrixFedSRV, .legacyMatrixSRV, .defaultPort))
+    }
+
+    /// The SRV part shared by 3.3–3.5 and 4–6. A step is passed only when its record does not exist
+    /// (NXDOMAIN or no SRV answer); SERVFAIL, REFUSED or a timeout fail the resolution, because the
+    /// record may exist and silently using another port would be wrong.
+    func srvSteps(host: String, hostHeader: String, tlsName: String,
+                  steps: (fed: ResolutionStep, legacy: ResolutionStep, fallback: ResolutionStep)) {
+        let dnsHost = host.lowercased()
+        let fedName = "_matrix-fed._tcp.\(dnsHost)"
+        backend.querySRV(fedName) { [self] result in
+            note("SRV \(fedName): \(describe(result))")
+            switch result {
+            case .success(let records) where !records.isEmpty:
+                useSRV(records, name: fedName, step: steps.fed, hostHeader: hostHeader, tlsName: tlsName)
+            case .success, .failure(.nxdomain), .failure(.nodata):
+                let legacyName = "_matrix._tcp.\(dnsHost)"
+                backend.querySRV(legacyName) { [self] result in
+                    note("SRV \(legacyName): \(describe(result))")
+                    switch result {
+                    case .success(let records) where !records.isEmpty:
+                        useSRV(records, name: legacyName, step: steps.legacy, hostHeader: hostHeader, tlsName: tlsName)
+                    case .success, .failure(.nxdomain), .failure(.nodata):
+                        resolveHostTarget(host: host, port: 8448, step: steps.fallback, hostHeader: hostHeader, tlsName: tlsName)
+                    case .failure(let error):
+                        fail(FailureCode(error), "SRV lookup of \(legacyName) failed: \(error)", step: steps.legacy)
+                    }
+                }
+            case .failure(let error):
+                fail(FailureCode(error), "SRV lookup of \(fedName) failed: \(error)", step: steps.fed)
+            }
+        }
+    }
+
+    /// Turns SRV records into ordered targets with addresses.
+    func useSRV(_ records: [SRVRecord], name: String, step: ResolutionStep, hostHeader: String, tlsName: String) {
+        // RFC 2782: a single record with target "." means the service is decidedly not available.
+        if records.count == 1, records[0].target == "." || records[0].target.isEmpty {
+            fail(.srvServiceUnavailable, "\(name) has target \".\": the service is decidedly not available here", step: step)
+            return
+        }
+        let usable = records.filter { $0.target != "." && !$0.target.isEmpty }
+        let ordered = SRVOrder.order(usable, randomBelow: settings.randomBelow)
+        let srvTTL = usable.map(\.ttl).min()
+        let distinctHosts = Array(Set(ordered.map { $0.target.lowercased() }))
+
+        // Resolve every distinct target at once; join when all have answered.
+        let join = Join<String, Result<[ResolvedAddress], ResolutionFailure>>(count: distinctHosts.count) { [self] byHost in
+            var targets: [Target] = []
+            var ttl: UInt32?
+            var firstFailure: ResolutionFailure?
+            for record in ordered {
+                switch byHost[record.target.lowercased()] {
+                case .success(let addresses)?:
+                    targets.append(Target(host: record.target, port: record.port, addresses: addresses.map(\.address)))
+                    ttl = min(ttl ?? .max, addresses.map(\.ttl).min() ?? .max)
+                case .failure(let f)?:
+                    if firstFailure == nil { firstFailure = f }
+                case nil:
+                    break
+                }
+            }
+            if targets.isEmpty {
+                let f = firstFailure ?? ResolutionFailure(code: .noAddress, message: "no SRV target of \(name) has an address")
+                fail(f.code, "\(name): \(f.message)", step: step, negativeTTL: f.negativeTTL)
+                return
+            }
+            finish(Resolution(serverName: serverName, step: step, targets: targets, hostHeader: hostHeader,
+                              tlsServerName: tlsName, sni: tlsName, wellKnown: nil, srvTTL: srvTTL, addressTTL: ttl, trace: []))
+        }
+        for host in distinctHosts {
+            lookupAddresses(host, refuseCNAME: true) { join.set(host, $0) }
+        }
+    }
+
+    /// Steps 2, 3.2, 3.5 and 6: one host, one port.
+    func resolveHostTarget(host: String, port: UInt16, step: ResolutionStep, hostHeader: String, tlsName: String) {
+        lookupAddresses(host.lowercased(), refuseCNAME: false) { [self] result in
+            switch result {
+            case .success(let addresses):
+                finish(Resolution(serverName: serverName, step: step,
+                                  targets: [Target(host: host, port: port, addresses: addresses.map(\.address))],
+                                  hostHeader: hostHeader, tlsServerName: tlsName, sni: tlsName, wellKnown: nil,
+                                  srvTTL: nil, addressTTL: addresses.map(\.ttl).min(), trace: []))
+            case .failure(let f):
+                fail(f.code, f.message, step: step, negativeTTL: f.negativeTTL)
+            }
+        }
+    }
+
+    func finishWithIPLiteral(step: ResolutionStep, ip: IPAddress, port: UInt16, hostHeader: String) {
+        if let range = settings.ipPolicy.denyingRange(ip) {
+            fail(.addressDenied, "\(ip) is in the denied range \(range) (exempt it with --allow-ip)", step: step)
+            return
+        }
+        finish(Resolution(serverName: serverName, step: step,
+                          targets: [Target(host: ip.description, port: port, addresses: [ip])],
+                          hostHeader: hostHeader, tlsServerName: ip.description, sni: nil, wellKnown: nil,
+                          srvTTL: nil, addressTTL: nil, trace: []))
+    }
+
+    /// AAAA/A of `host` with the IP policy applied. As Synapse does against DNS rebinding, a name
+    /// with any denied address is refused as a whole. SRV targets must not be CNAMEs (RFC 2782).
+    func lookupAddresses(_ host: String, refuseCNAME: Bool,
+                         completion: @escaping @Sendable (Result<[ResolvedAddress], ResolutionFailure>) -> Void) {
+        backend.queryAddresses(host) { [self] result in
+            switch result {
+            case .success(let set):
+                note("AAAA/A \(host): \(set.all.map { "\($0.address) ttl=\($0.ttl)" }.joined(separator: " "))"
+                     + (set.cnameChain.isEmpty ? "" : " via CNAME \(set.cnameChain.joined(separator: " -> "))"))
+                if refuseCNAME, !set.cnameChain.isEmpty {
+                    completion(.failure(ResolutionFailure(code: .srvTargetIsCNAME,
+                        message: "SRV target \(host) is a CNAME (to \(set.cnameChain.last ?? "?")), which RFC 2782 forbids")))
+                    return
+                }
+                for a in set.all {
+                    if let range = settings.ipPolicy.denyingRange(a.address) {
+                        completion(.failure(ResolutionFailure(code: .addressDenied,
+                            message: "\(host) has address \(a.address) in the denied range \(range) (exempt it with --allow-ip)")))
+                        return
+                    }
+                }
+                if set.all.isEmpty {
+                    completion(.failure(ResolutionFailure(code: .noAddress, message: "\(host) has no AAAA or A record")))
+                    return
+                }
+                completion(.success(set.all))
+            case .failure(let error):
+                note("AAAA/A \(host): \(error)")
+                completion(.failure(ResolutionFailure(code: FailureCode(error),
+                    message: "address lookup of \(host) failed: \(error)", negativeTTL: error.negativeTTL)))
+            }
+        }
+    }
+}
+
+func describe(_ result: Result<[SRVRecord], DNSError>) -> String {
+    switch result {
+    case .success(let records) where records.isEmpty: return "no records"
+    case .success(let records):
+        return records.map { "\($0.priority) \($0.weight) \($0.port) \($0.target) ttl=\($0.ttl)" }.joined(separator: ", ")
+    case .failure(let e): return e.description
+    }
+}
+
+func describe(_ result: WellKnownResult) -> String {
+    switch result {
+    case .delegated(let s): return "m.server \(s)"
+    case .failed(let code, let message, let temporary): return "failed (\(code), \(temporary ? "temporary" : "permanent")): \(message)"
+    }
+}
+
+/// Collects `count` keyed results from concurrent callbacks, then calls `done` once.
+final class Join<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let state: Mutex<[Key: Value]>
+    private let count: Int
+    private let done: @Sendable ([Key: Value]) -> Void
+
+    init(count: Int, done: @escaping @Sendable ([Key: Value]) -> Void) {
+        self.state = Mutex([:])
+        self.count = count
+        self.done = done
+        if count == 0 { done([:]) }
+    }
+
+    func set(_ key: Key, _ value: Value) {
+        let complete: [Key: Value]? = state.withLock { s in
+            s[key] = value
+            return s.count == count ? s : nil
+        }
+        if let complete { done(complete) }
+    }
+}

@@ -1,0 +1,161 @@
+/// Step 3's request: `GET https://<hostname>/.well-known/matrix/server`, following redirects here
+/// (not in curl) so that every hop's host is resolved by our own DNS client and passes the IP policy.
+struct WellKnownFetch: Sendable {
+    let run: Run
+    let host: String
+
+    static let path = "/.well-known/matrix/server"
+    static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
+
+    func start(completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
+        let url = HTTPSURL(host: host.lowercased(), port: nil, path: Self.path)
+        hop(url, visited: [], completion: completion)
+    }
+
+    private func failed(_ code: String, _ message: String, temporary: Bool) -> WellKnownOutcome {
+        run.note("well-known: \(code): \(message)")
+        return WellKnownOutcome(result: .failed(code: code, message: message, temporary: temporary), headerLifetime: nil)
+    }
+
+    private func hop(_ url: HTTPSURL, visited: [String],
+                     completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
+        let settings = run.settings
+        if visited.contains(url.text) {
+            completion(failed("wellknown_redirect_loop", "redirect loop back to \(url.text)", temporary: false))
+            return
+        }
+        if visited.count > settings.wellKnownMaxRedirects {
+            completion(failed("wellknown_too_many_redirects", "more than \(settings.wellKnownMaxRedirects) redirects", temporary: false))
+            return
+        }
+        run.lookupAddresses(url.host, refuseCNAME: false) { result in
+            if run.isFinished { return }
+            let addresses: [ResolvedAddress]
+            switch result {
+            case .success(let a):
+                addresses = a
+            case .failure(let f):
+                let code = f.code == .addressDenied ? "wellknown_address_denied" : "wellknown_dns"
+                // A name that does not exist will not start existing in a moment: permanent.
+                let temporary = !(f.code == .noAddress || f.code == .addressDenied)
+                completion(failed(code, "\(url.text): \(f.message)", temporary: temporary))
+                return
+            }
+            let request = HTTPSRequest(url: url.text, host: url.host, port: url.port ?? 443,
+                                       connectTo: addresses.map(\.address),
+                                       maxBodyBytes: settings.wellKnownMaxBodyBytes,
+                                       connectTimeoutMs: settings.wellKnownConnectTimeoutMs,
+                                       totalTimeoutMs: settings.wellKnownTotalTimeoutMs)
+            run.backend.httpsGet(request) { result in
+                switch result {
+                case .failure(let error):
+                    let code: String
+                    switch error {
+                    case .connect: code = "wellknown_connect"
+                    case .tls: code = "wellknown_tls"
+                    case .timeout: code = "wellknown_timeout"
+                    case .bodyTooLarge: code = "wellknown_too_large"
+                    case .other: code = "wellknown_fetch"
+                    }
+                    // Synapse counts an oversized body as temporary too; all transport errors may heal.
+                    completion(failed(code, "GET \(url.text): \(error)", temporary: true))
+                case .success(let response):
+                    handle(response, url: url, visited: visited + [url.text], completion: completion)
+                }
+            }
+        }
+    }
+
+    private func handle(_ response: HTTPSResponse, url: HTTPSURL, visited: [String],
+                        completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
+        if Self.redirectStatuses.contains(response.status) {
+            guard let location = response.values(of: "location").last, !location.isEmpty else {
+                completion(failed("wellknown_bad_redirect", "\(response.status) from \(url.text) without a Location", temporary: false))
+                return
+            }
+            switch url.resolving(location) {
+            case .success(let next):
+                run.note("well-known: GET \(url.text) -> \(response.status) to \(next.text)")
+                hop(next, visited: visited, completion: completion)
+            case .failure(let problem):
+                completion(failed(problem.code, "\(url.text) redirects to \(location.prefix(200)): \(problem.message)", temporary: false))
+            }
+            return
+        }
+        guard response.status == 200 else {
+            // "non-200 response … skip to step 4"; 5xx may heal, anything else is the server's answer.
+            completion(failed("wellknown_http_\(response.status)", "GET \(url.text) returned HTTP \(response.status)",
+                              temporary: (500...599).contains(response.status)))
+            return
+        }
+        switch WellKnownBody.delegation(from: response.body) {
+        case .success(let delegated):
+            let lifetime = CachePolicy.headerLifetime(response.headers, now: run.settings.now())
+            run.note("well-known: GET \(url.text) -> 200 m.server=\(delegated.raw)"
+                     + (lifetime.map { " (cache headers: \(Int($0)) s)" } ?? " (no cache headers)"))
+            completion(WellKnownOutcome(result: .delegated(delegated.raw), headerLifetime: lifetime))
+        case .failure(let problem):
+            completion(failed(problem.code, "GET \(url.text): \(problem)", temporary: false))
+        }
+    }
+}
+
+/// The small part of URL handling redirects need: https only, a host, an optional port, a path.
+struct HTTPSURL: Sendable, Hashable {
+    var host: String
+    var port: UInt16?
+    var path: String
+
+    var text: String {
+        let h = host.contains(":") ? "[\(host)]" : host
+        return "https://\(h)\(port.map { ":\($0)" } ?? "")\(path)"
+    }
+
+    struct Problem: Error {
+        var code: String
+        var message: String
+    }
+
+    /// Resolves a Location header (absolute, scheme-relative, absolute-path or relative) against self.
+    func resolving(_ location: String) -> Result<HTTPSURL, Problem> {
+        let trimmed = location.trimmingSpaces
+        if let schemeEnd = trimmed.range(of: "://") {
+            let scheme = trimmed[..<schemeEnd.lowerBound].lowercased()
+            guard scheme == "https" else {
+                return .failure(Problem(code: "wellknown_redirect_not_https", message: "only https redirects are followed, not \(scheme)"))
+            }
+            return Self.parseAuthorityAndPath(String(trimmed[schemeEnd.upperBound...]))
+        }
+        if trimmed.hasPrefix("//") {
+            return Self.parseAuthorityAndPath(String(trimmed.dropFirst(2)))
+        }
+        if trimmed.hasPrefix("/") {
+            return .success(HTTPSURL(host: host, port: port, path: trimmed))
+        }
+        let base = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return .success(HTTPSURL(host: host, port: port, path: base + "/" + trimmed))
+    }
+
+    static func parseAuthorityAndPath(_ rest: String) -> Result<HTTPSURL, Problem> {
+        let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+        let authority = String(rest[..<slash])
+        var path = String(rest[slash...])
+        if path.isEmpty || !path.hasPrefix("/") { path = "/" + path }
+        if authority.contains("@") {
+            return .failure(Problem(code: "wellknown_bad_redirect", message: "credentials in a redirect URL are refused"))
+        }
+        guard let name = try? ServerName(parsing: authority) else {
+            return .failure(Problem(code: "wellknown_bad_redirect", message: "redirect host '\(authority.prefix(100))' is not a valid host"))
+        }
+        return .success(HTTPSURL(host: name.hostForTLS.lowercased(), port: name.port, path: path))
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}
