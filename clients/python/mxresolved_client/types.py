@@ -1,0 +1,50 @@
+"""Typed results."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place to connect to: try ``addresses`` in order (IPv6 first), on ``port``."""
+    host: str
+    port: int
+    addresses: List[str]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A successful answer for ``server_name``.
+
+    * ``targets``: in the order to try them.
+    * ``host_header``: the HTTP ``Host`` header to send.
+    * ``tls_server_name``: the name (or bare IP) the certificate must be valid for.
+    * ``sni``: the SNI to send, ``None`` for IP literals (send no SNI).
+    * ``step``: the spec step ("1", "2", "3.1" ... "6").
+    * ``source``: "network", "cache" or "stale".
+    * ``expires_in``: seconds until the answer expires (0 when stale).
+    """
+    server_name: str
+    targets: List[Target]
+    host_header: str
+    tls_server_name: str
+    sni: Optional[str]
+    step: str
+    source: str
+    expires_in: int
+    trace: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One ``show-cache`` entry. ``resolution`` is set for ``status == "ok"``;
+    ``code``/``message`` for cached failures. ``fields`` holds every raw field."""
+    server_name: str
+    status: str
+    expires_in: Optional[int]
+    stale: bool
+    resolution: Optional[Resolution]
+    code: Optional[str]
+    message: Optional[str]
+    fields: Dict[str, Union[str, List[str]]]
