@@ -152,7 +152,8 @@ struct HTTPSURL: Sendable, Hashable {
 }
 
 extension String {
-    var trimmingSpaces: String {
+    /// The string without leading and trailing spaces and tabs.
+    public var trimmingSpaces: String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }

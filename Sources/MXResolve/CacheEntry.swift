@@ -1,0 +1,112 @@
+import Foundation
+import MXCore
+
+/// What the daemon remembers about one server name (stored as the LMDB record's payload).
+public struct CacheEntry: Codable, Sendable, Equatable {
+    public enum Outcome: Codable, Sendable, Equatable {
+        case answer(Resolution)
+        case failure(ResolutionFailure)
+    }
+
+    public var serverName: String
+    public var outcome: Outcome
+    public var fetchedAt: Double
+    public var expiresAt: Double
+    /// The well-known's own state and lifetime: reused (not refetched) while fresh.
+    public var wellKnown: WellKnownOutcome?
+    public var wellKnownExpiresAt: Double?
+    /// Consecutive failed well-known fetches (drives its back-off).
+    public var wellKnownFailures: Int
+    /// Consecutive failed resolutions of the whole name (drives its back-off; 0 after a success).
+    public var consecutiveFailures: Int
+    /// The last good answer, kept through temporary failures for a bounded grace.
+    public var lastGood: Resolution?
+    public var lastGoodExpiresAt: Double?
+
+    public var answer: Resolution? {
+        if case .answer(let r) = outcome { return r }
+        return nil
+    }
+
+    public var failure: ResolutionFailure? {
+        if case .failure(let f) = outcome { return f }
+        return nil
+    }
+
+    public var isFailure: Bool { failure != nil }
+
+    public func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? Array(encoder.encode(self))) ?? []
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> CacheEntry? {
+        try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes))
+    }
+}
+
+/// How a finished resolution updates a name's entry: pure, so every rule is unit-tested with a
+/// fixed clock and fixed jitter (see docs/caching.md for the numbers and why).
+public enum CacheUpdate {
+    public static let temporaryCodes: Set<FailureCode> = [.dnsTimeout, .dnsServfail, .dnsRefused, .dnsError, .timeout]
+
+    /// `jitter` is in [-1, 1]. Returns the new entry and whether the reply is the stale last good answer.
+    public static func apply(serverName: String, previous: CacheEntry?, result: Result<Resolution, ResolutionFailure>,
+                             usedCachedWellKnown: Bool, now: Double, jitter: Double) -> CacheEntry {
+        switch result {
+        case .success(var answer):
+            answer.trace = []
+            var wkExpires = previous?.wellKnownExpiresAt
+            var wkFailures = previous?.wellKnownFailures ?? 0
+            if !usedCachedWellKnown, let wk = answer.wellKnown {
+                switch wk.result {
+                case .delegated:
+                    wkFailures = 0
+                    wkExpires = now + CachePolicy.wellKnownLifetime(headerLifetime: wk.headerLifetime, jitter: jitter)
+                case .failed:
+                    wkFailures += 1
+                    wkExpires = now + CachePolicy.failureDelay(consecutiveFailures: wkFailures, jitter: jitter)
+                }
+            }
+            // Answers that did not involve a well-known (IP literal, explicit port) use DNS TTLs only.
+            let wkRemaining: Double? = {
+                guard let exp = wkExpires, answer.wellKnown != nil else { return nil }
+                if case .failed? = answer.wellKnown?.result { return nil } // failure memory is not a success lifetime
+                return max(0, exp - now)
+            }()
+            let lifetime = CachePolicy.answerLifetime(wellKnown: wkRemaining, srvTTL: answer.srvTTL, addressTTL: answer.addressTTL)
+            return CacheEntry(serverName: serverName, outcome: .answer(answer), fetchedAt: now, expiresAt: now + lifetime,
+                              wellKnown: answer.wellKnown, wellKnownExpiresAt: wkExpires, wellKnownFailures: wkFailures,
+                              consecutiveFailures: 0, lastGood: answer, lastGoodExpiresAt: now + lifetime)
+        case .failure(var failure):
+            failure.trace = []
+            let failures = (previous?.consecutiveFailures ?? 0) + 1
+            var wkExpires = previous?.wellKnownExpiresAt
+            var wkFailures = previous?.wellKnownFailures ?? 0
+            if !usedCachedWellKnown, let wk = failure.wellKnown {
+                switch wk.result {
+                case .delegated:
+                    wkFailures = 0
+                    wkExpires = now + CachePolicy.wellKnownLifetime(headerLifetime: wk.headerLifetime, jitter: jitter)
+                case .failed:
+                    wkFailures += 1
+                    wkExpires = now + CachePolicy.failureDelay(consecutiveFailures: wkFailures, jitter: jitter)
+                }
+            }
+            let lifetime = CachePolicy.failureLifetime(consecutiveFailures: failures, negativeTTL: failure.negativeTTL, jitter: jitter)
+            return CacheEntry(serverName: serverName, outcome: .failure(failure),
+                              fetchedAt: now, expiresAt: now + lifetime,
+                              wellKnown: failure.wellKnown ?? previous?.wellKnown, wellKnownExpiresAt: wkExpires,
+                              wellKnownFailures: wkFailures, consecutiveFailures: failures,
+                              lastGood: previous?.lastGood, lastGoodExpiresAt: previous?.lastGoodExpiresAt)
+        }
+    }
+
+    /// Whether a failed refresh may keep serving the last good answer (Synapse's grace rule, bounded).
+    public static func mayServeStale(_ entry: CacheEntry, now: Double) -> Bool {
+        guard let failure = entry.failure, temporaryCodes.contains(failure.code),
+              entry.lastGood != nil, let goodUntil = entry.lastGoodExpiresAt else { return false }
+        return CachePolicy.canServeStale(lastGoodExpiresAt: goodUntil, now: now, failureIsTemporary: true)
+    }
+}

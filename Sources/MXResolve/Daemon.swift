@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import MXCore
+import MXAdapters
+
+/// Wires the daemon together: LMDB store, network backend, resolver, cache service, socket server,
+/// signals. The `mxresolved` executable only parses its flags and calls `run`.
+public final class Daemon: Sendable {
+    public let config: DaemonConfig
+    let logger: Logger
+    let stats = Statistics()
+    let store: LMDBStore
+    let backend: NetworkBackend
+    let service: ResolutionService
+    let handler: RequestHandler
+    let server: SocketServer
+    private let signalSources = Synchronization.Mutex<[DispatchSourceSignal]>([])
+    private let timer = Synchronization.Mutex<DispatchSourceTimer?>(nil)
+
+    public init(config: DaemonConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        try Self.makeDirectory(config.stateDir)
+        store = try LMDBStore(directory: config.cacheDir, mapSizeBytes: config.cacheMapSizeMB << 20)
+        if let old = store.rebuiltFromFormat {
+            logger.warning("cache format \(old) is not this version's; rebuilt an empty cache", metadata: ["dir": "\(config.cacheDir)"])
+        }
+        var net = NetworkConfig()
+        net.dnsServers = config.dnsServers.compactMap(DaemonConfig.parseDNSServer)
+        net.dnsTimeoutMs = config.dnsTimeoutMs
+        net.dnsTries = config.dnsTries
+        net.maxDNSInFlight = config.maxDNSInFlight
+        net.maxHTTPSInFlight = config.maxHTTPSInFlight
+        net.extraCAFile = config.caFile
+        net.userAgent = "mxresolved/\(Wire.serverVersion)"
+        backend = try NetworkBackend(config: net)
+        var settings = ResolverSettings(ipPolicy: config.ipPolicy)
+        settings.wellKnownTotalTimeoutMs = config.wellKnownTimeoutMs
+        settings.resolutionTimeoutMs = config.resolutionTimeoutMs
+        let resolver = ServerResolver(backend: backend, settings: settings)
+        service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger)
+        handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID)
+
+        // systemd socket activation: fd 3 is ours when LISTEN_PID is this process.
+        if let fds = getenv("LISTEN_FDS").map({ String(cString: $0) }), Int(fds) ?? 0 >= 1,
+           let pid = getenv("LISTEN_PID").map({ String(cString: $0) }), Int32(pid) == getpid() {
+            server = SocketServer(listenFD: 3, path: nil, ownsPath: false, handler: handler, stats: stats, logger: logger)
+            logger.info("using the socket passed by systemd (LISTEN_FDS)")
+        } else {
+            let fd = try SocketServer.bind(path: config.socketPath, mode: config.socketMode)
+            server = SocketServer(listenFD: fd, path: config.socketPath, ownsPath: true, handler: handler, stats: stats, logger: logger)
+        }
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        var partial = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            partial += "/" + component
+            if mkdir(partial, 0o750) != 0 && errno != EEXIST {
+                throw SocketServerError.system("mkdir \(partial)", errno)
+            }
+        }
+    }
+
+    /// Serves until SIGTERM/SIGINT, then shuts down cleanly and exits.
+    public func run() -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        server.start()
+        logger.info("mxresolved \(Wire.serverVersion) listening", metadata: [
+            "socket": "\(config.socketPath)", "cache": "\(config.cacheDir)",
+            "dns": "\(config.dnsServers.isEmpty ? "system resolv.conf" : config.dnsServers.joined(separator: ","))",
+        ])
+        let t = DispatchSource.makeTimerSource(queue: .global())
+        t.schedule(deadline: .now() + 10, repeating: 10)
+        t.setEventHandler { [service] in service.flushTouches() }
+        t.resume()
+        timer.withLock { $0 = t }
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [self] in shutdown(signal: sig) }
+            s.resume()
+            signalSources.withLock { $0.append(s) }
+        }
+        dispatchMain()
+    }
+
+    /// Stop accepting, answer what is in flight (bounded), sync and close LMDB, remove the socket.
+    func shutdown(signal: Int32) -> Never {
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        server.stopAccepting()
+        let deadline = wallClockSeconds() + 5
+        while service.inflightCount > 0 && wallClockSeconds() < deadline { usleep(10_000) }
+        handler.shuttingDown.store(true, ordering: .relaxed)
+        // Let answers that just completed reach their sockets.
+        usleep(50_000)
+        server.closeAll()
+        service.flushTouches()
+        service.drainWrites()
+        store.sync()
+        store.close()
+        backend.stop()
+        logger.info("stopped")
+        exit(0)
+    }
+}

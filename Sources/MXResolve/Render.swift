@@ -1,0 +1,121 @@
+import MXCore
+
+/// Renders answers and cache entries as protocol lines (text and JSON).
+enum Render {
+    static func resolveReply(_ reply: ResolutionService.Reply, request: Wire.Request, trace: Bool) -> [UInt8] {
+        let id = request.id
+        let traceLines = trace ? reply.trace : []
+        if request.json {
+            var o = JSONObject()
+            o.bool("ok", reply.answer != nil)
+            if let id { o.string("id", id) }
+            o.string("server_name", reply.serverName)
+            if let a = reply.answer {
+                answerJSON(a, into: &o)
+            } else if let f = reply.failure {
+                var e = JSONObject()
+                e.string("code", f.code.rawValue)
+                e.string("message", f.message)
+                o.raw("error", e.text)
+            }
+            o.string("source", reply.source.rawValue)
+            o.int("expires_in", max(0, reply.expiresIn))
+            o.raw("trace", JSONObject.array(traceLines.map(JSONObject.quote)))
+            return Array((o.text + "\n").utf8)
+        }
+        if let a = reply.answer {
+            var b = Wire.LineBuilder("ok", id: id)
+            b.field("name", reply.serverName)
+            b.field("step", a.step.rawValue)
+            b.field("source", reply.source.rawValue)
+            b.field("ttl", max(0, reply.expiresIn))
+            answerFields(a, into: &b)
+            for t in traceLines { b.field("trace", t) }
+            return b.line()
+        }
+        let f = reply.failure ?? ResolutionFailure(code: .dnsError, message: "no answer")
+        var b = Wire.LineBuilder("err", id: id)
+        b.field("name", reply.serverName)
+        b.field("code", f.code.rawValue)
+        b.field("msg", f.message)
+        b.field("source", reply.source.rawValue)
+        b.field("ttl", max(0, reply.expiresIn))
+        for t in traceLines { b.field("trace", t) }
+        return b.line()
+    }
+
+    static func answerFields(_ a: Resolution, into b: inout Wire.LineBuilder) {
+        b.field("host", a.hostHeader)
+        b.field("tls_name", a.tlsServerName)
+        b.field("sni", a.sni ?? "")
+        for t in a.targets {
+            b.field("target", ([t.host, String(t.port)] + t.addresses.map(\.description)).joined(separator: ","))
+        }
+    }
+
+    static func answerJSON(_ a: Resolution, into o: inout JSONObject) {
+        let targets = a.targets.map { t -> String in
+            var j = JSONObject()
+            j.string("host", t.host)
+            j.int("port", Int(t.port))
+            j.raw("addresses", JSONObject.array(t.addresses.map { JSONObject.quote($0.description) }))
+            return j.text
+        }
+        o.raw("targets", JSONObject.array(targets))
+        o.string("host_header", a.hostHeader)
+        o.string("tls_server_name", a.tlsServerName)
+        o.optionalString("sni", a.sni)
+        o.string("step", a.step.rawValue)
+    }
+
+    static func entryLine(_ e: CacheEntry, id: String?, now: Double) -> [UInt8] {
+        var b = Wire.LineBuilder("entry", id: id)
+        b.field("name", e.serverName)
+        let ttl = max(0, Int(e.expiresAt - now))
+        if let a = e.answer {
+            b.field("status", "ok")
+            b.field("ttl", ttl)
+            if now >= e.expiresAt { b.field("stale", "yes") }
+            b.field("step", a.step.rawValue)
+            answerFields(a, into: &b)
+        } else if let f = e.failure {
+            b.field("status", "err")
+            b.field("ttl", ttl)
+            b.field("code", f.code.rawValue)
+            b.field("msg", f.message)
+            b.field("failures", e.consecutiveFailures)
+        }
+        if let wk = e.wellKnown {
+            switch wk.result {
+            case .delegated(let d): b.field("well_known", d)
+            case .failed(let code, _, _): b.field("well_known", "failed:\(code)")
+            }
+            if let until = e.wellKnownExpiresAt { b.field("well_known_ttl", max(0, Int(until - now))) }
+        }
+        return b.line()
+    }
+
+    static func entryJSON(_ e: CacheEntry, now: Double) -> String {
+        var o = JSONObject()
+        o.string("server_name", e.serverName)
+        o.bool("ok", e.answer != nil)
+        o.bool("stale", now >= e.expiresAt)
+        o.int("expires_in", max(0, Int(e.expiresAt - now)))
+        if let a = e.answer {
+            answerJSON(a, into: &o)
+        } else if let f = e.failure {
+            var err = JSONObject()
+            err.string("code", f.code.rawValue)
+            err.string("message", f.message)
+            o.raw("error", err.text)
+            o.int("consecutive_failures", e.consecutiveFailures)
+        }
+        if let wk = e.wellKnown {
+            switch wk.result {
+            case .delegated(let d): o.string("well_known", d)
+            case .failed(let code, _, _): o.string("well_known", "failed:\(code)")
+            }
+        }
+        return o.text
+    }
+}

@@ -1,0 +1,208 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MXCore
+import MXAdapters
+
+/// The verbs of proto/PROTOCOL.md over a ResolutionService.
+public final class RequestHandler: RequestHandling {
+    let service: ResolutionService
+    let stats: Statistics
+    let store: LMDBStore
+    /// Extra group allowed to change state (besides root and the daemon's own uid).
+    let adminGroup: UInt32?
+    let ownUID = getuid()
+    public let shuttingDown = Synchronization.Atomic<Bool>(false)
+
+    public init(service: ResolutionService, stats: Statistics, store: LMDBStore, adminGroup: UInt32?) {
+        self.service = service
+        self.stats = stats
+        self.store = store
+        self.adminGroup = adminGroup
+    }
+
+    static let stateChanging: Set<String> = ["flush-caches", "revalidate", "reset-statistics"]
+
+    public func handle(line: ArraySlice<UInt8>, peer: PeerCredentials,
+                       respond: @escaping @Sendable ([UInt8], Bool) -> Void) -> Bool {
+        stats.requests.add(1, ordering: .relaxed)
+        let request: Wire.Request
+        switch Wire.parse(line) {
+        case .success(let r): request = r
+        case .failure(let e):
+            stats.protocolErrors.add(1, ordering: .relaxed)
+            respond(Wire.errorLine(code: e.code, message: e.message, id: e.id), e.id == nil)
+            return true
+        }
+        let id = request.id
+        let ordered = id == nil
+        func error(_ code: String, _ message: String) {
+            respond(request.json ? Wire.jsonErrorLine(code: code, message: message, id: id)
+                                 : Wire.errorLine(code: code, message: message, id: id), ordered)
+        }
+        if shuttingDown.load(ordering: .relaxed) {
+            error("shutting_down", "mxresolved is stopping; reconnect and retry")
+            return true
+        }
+        if Self.stateChanging.contains(request.verb) && !mayChangeState(peer) {
+            error("forbidden", "\(request.verb) changes daemon state; peer uid \(peer.uid) is neither root, uid \(ownUID), nor in the admin group")
+            return true
+        }
+        switch request.verb {
+        case "hello":
+            let offered = request.arguments[0].split(separator: ",").map { Int($0) }
+            if offered.contains(where: { $0 == nil }) || offered.isEmpty {
+                error("bad_request", "hello takes a comma-separated list of protocol versions")
+            } else if offered.contains(Wire.protocolVersion) {
+                var b = Wire.LineBuilder("ok", id: id)
+                b.field("proto", Wire.protocolVersion)
+                b.field("server", "mxresolved/\(Wire.serverVersion)")
+                b.field("max_line", Wire.maxLineBytes)
+                b.field("max_inflight", Wire.maxInFlight)
+                respond(b.line(), ordered)
+            } else {
+                var b = Wire.LineBuilder("err", id: id)
+                b.field("code", "unsupported_version")
+                b.field("msg", "this daemon speaks protocol version \(Wire.protocolVersion)")
+                b.field("supported", "\(Wire.protocolVersion)")
+                respond(b.line(), ordered)
+            }
+        case "ping":
+            var b = Wire.LineBuilder("ok", id: id)
+            b.field("pong", 1)
+            respond(b.line(), ordered)
+        case "version":
+            var b = Wire.LineBuilder("ok", id: id)
+            b.field("version", Wire.serverVersion)
+            b.field("proto", Wire.protocolVersion)
+            respond(b.line(), ordered)
+        case "resolve":
+            resolve(request, respond: respond)
+        case "show-cache":
+            showCache(request, respond: respond)
+        case "flush-caches":
+            let scope: ResolutionService.FlushScope = request.arguments.isEmpty ? .all : .names(request.arguments)
+            let n = service.flush(scope, failuresOnly: request.flag("failures"))
+            var b = Wire.LineBuilder("ok", id: id)
+            b.field("flushed", n)
+            respond(b.line(), ordered)
+        case "revalidate":
+            for name in request.arguments {
+                if case .failure(let e) = Result(catching: { try ServerName(parsing: name) }) {
+                    var b = Wire.LineBuilder("err", id: id)
+                    b.field("name", name)
+                    b.field("code", FailureCode.invalidServerName.rawValue)
+                    b.field("msg", "\(e)")
+                    respond(b.line(), ordered)
+                    return true
+                }
+            }
+            for name in request.arguments { service.revalidate(name) }
+            var b = Wire.LineBuilder("ok", id: id)
+            b.field("queued", request.arguments.count)
+            respond(b.line(), ordered)
+        case "statistics":
+            let fields = stats.snapshot(extra: storeFields())
+            if request.json {
+                var inner = JSONObject()
+                for (k, v) in fields { inner.int(k, v) }
+                var o = JSONObject()
+                o.bool("ok", true)
+                if let id { o.string("id", id) }
+                o.raw("statistics", inner.text)
+                respond(Array((o.text + "\n").utf8), ordered)
+            } else {
+                var b = Wire.LineBuilder("ok", id: id)
+                for (k, v) in fields { b.field(k, v) }
+                respond(b.line(), ordered)
+            }
+        case "reset-statistics":
+            stats.reset()
+            respond(Wire.LineBuilder("ok", id: id).line(), ordered)
+        default:
+            error("unknown_verb", "unknown verb")
+        }
+        return true
+    }
+
+    func storeFields() -> [(String, Int)] {
+        let s = store.statistics
+        return [("cache_entries", s.entries), ("cache_bytes", s.usedBytes), ("cache_map_bytes", s.mapSize)]
+    }
+
+    func mayChangeState(_ peer: PeerCredentials) -> Bool {
+        if peer.uid == 0 || peer.uid == ownUID { return true }
+        guard let group = adminGroup else { return false }
+        if peer.gid == group { return true }
+        return PeerGroups.supplementaryGroups(pid: peer.pid).contains(group)
+    }
+
+    // MARK: resolve
+
+    func resolve(_ request: Wire.Request, respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
+        let name = request.arguments[0]
+        let started = wallClockSeconds()
+        let useCache = request.options["cache"] != "no"
+        let wantTrace = request.flag("trace")
+        // The hot path: a fresh cached answer is rendered and written on this thread.
+        if useCache && !wantTrace, let reply = service.cachedReply(for: name) {
+            stats.hits.add(1, ordering: .relaxed)
+            if reply.source == .stale { stats.stale.add(1, ordering: .relaxed) }
+            respond(Render.resolveReply(reply, request: request, trace: false), request.id == nil)
+            stats.hitLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
+            return
+        }
+        stats.misses.add(1, ordering: .relaxed)
+        let stats = self.stats
+        let completion: ResolutionService.Completion = { reply in
+            if reply.failure != nil { stats.errors.add(1, ordering: .relaxed) }
+            respond(Render.resolveReply(reply, request: request, trace: wantTrace), request.id == nil)
+            stats.missLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
+        }
+        if useCache {
+            service.resolve(name, completion: completion)
+        } else {
+            service.resolveFresh(name, completion: completion)
+        }
+    }
+
+    func showCache(_ request: Wire.Request, respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
+        let now = wallClockSeconds()
+        var entries = service.allEntries()
+        if let only = request.arguments.first { entries = entries.filter { $0.serverName == only } }
+        if !request.flag("failures") { entries = entries.filter { !$0.isFailure } }
+        if request.json {
+            var o = JSONObject()
+            o.bool("ok", true)
+            if let id = request.id { o.string("id", id) }
+            o.raw("entries", JSONObject.array(entries.map { Render.entryJSON($0, now: now) }))
+            o.int("count", entries.count)
+            respond(Array((o.text + "\n").utf8), request.id == nil)
+            return
+        }
+        var out: [UInt8] = []
+        for e in entries { out += Render.entryLine(e, id: request.id, now: now) }
+        var b = Wire.LineBuilder("ok", id: request.id)
+        b.field("count", entries.count)
+        out += b.line()
+        respond(out, request.id == nil)
+    }
+}
+
+enum PeerGroups {
+    /// Supplementary groups of a process, from /proc (SO_PEERCRED gives only the primary gid).
+    static func supplementaryGroups(pid: Int32) -> [UInt32] {
+        guard let f = fopen("/proc/\(pid)/status", "r") else { return [] }
+        defer { fclose(f) }
+        var line: UnsafeMutablePointer<CChar>?
+        var cap = 0
+        defer { free(line) }
+        while getline(&line, &cap, f) > 0 {
+            let s = String(cString: line!)
+            if s.hasPrefix("Groups:") {
+                return s.dropFirst(7).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt32($0) }
+            }
+        }
+        return []
+    }
+}

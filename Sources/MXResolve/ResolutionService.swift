@@ -1,0 +1,259 @@
+import Dispatch
+import Synchronization
+import Logging
+import MXCore
+import MXAdapters
+
+/// The shared cache in front of the resolver: answers hits inline on the caller's thread,
+/// coalesces concurrent misses for a name into one upstream resolution (single-flight),
+/// refreshes busy names ahead of expiry, and persists every change to LMDB.
+public final class ResolutionService: Sendable {
+    public enum Source: String, Sendable { case cache, network, stale }
+
+    public struct Reply: Sendable {
+        public var serverName: String
+        public var entry: CacheEntry?
+        /// The answer to hand out (nil when `failure` is set).
+        public var answer: Resolution?
+        public var failure: ResolutionFailure?
+        public var source: Source
+        public var expiresIn: Int
+        public var trace: [String]
+    }
+
+    public typealias Completion = @Sendable (Reply) -> Void
+
+    let resolver: ServerResolver
+    let store: LMDBStore
+    let stats: Statistics
+    let logger: Logger
+    let now: @Sendable () -> Double
+    /// Decoded entries of names in use; LMDB holds them all. Read on the hot path.
+    private let memory = Mutex<[String: CacheEntry]>([:])
+    /// Names with a resolution in flight → who waits for it.
+    private let inflight = Mutex<[String: [Completion]]>([:])
+    /// Last-use times not yet written to LMDB (flushed in batches, never per hit).
+    private let touched = Mutex<[String: Double]>([:])
+    /// LMDB writes happen here, off the I/O thread and off the request path.
+    private let writer = DispatchQueue(label: "mxresolved.cache-writer")
+    private let work = DispatchQueue(label: "mxresolved.resolutions", attributes: .concurrent)
+
+    public init(resolver: ServerResolver, store: LMDBStore, stats: Statistics, logger: Logger,
+                now: @escaping @Sendable () -> Double = { wallClockSeconds() }) {
+        self.resolver = resolver
+        self.store = store
+        self.stats = stats
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: Hot path
+
+    /// A fresh cached reply, or nil when the request needs the network. Runs on the caller's thread.
+    public func cachedReply(for name: String) -> Reply? {
+        let t = now()
+        guard let entry = entry(for: name) else { return nil }
+        touched.withLock { $0[name] = t }
+        if t < entry.expiresAt {
+            if let answer = entry.answer {
+                if CachePolicy.shouldRefreshAhead(fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt, now: t) {
+                    refresh(name)
+                }
+                return Reply(serverName: name, entry: entry, answer: answer, failure: nil, source: .cache,
+                             expiresIn: Int(entry.expiresAt - t), trace: [])
+            }
+            if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
+                return Reply(serverName: name, entry: entry, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
+            }
+            return Reply(serverName: name, entry: entry, answer: nil, failure: entry.failure, source: .cache,
+                         expiresIn: Int(entry.expiresAt - t), trace: [])
+        }
+        return nil
+    }
+
+    func entry(for name: String) -> CacheEntry? {
+        if let e = memory.withLock({ $0[name] }) { return e }
+        guard let record = store.get(name), let e = CacheEntry.decode(record.payload) else { return nil }
+        memory.withLock { $0[name] = e }
+        return e
+    }
+
+    // MARK: Misses, coalesced
+
+    /// Resolves through the network (joining a resolution already in flight for the name).
+    public func resolve(_ name: String, completion: @escaping Completion) {
+        resolve(name, fresh: false, completion: completion)
+    }
+
+    /// `cache=no`: resolves afresh, refetching the well-known too; the answer replaces the cached one.
+    public func resolveFresh(_ name: String, completion: @escaping Completion) {
+        resolve(name, fresh: true, completion: completion)
+    }
+
+    func resolve(_ name: String, fresh: Bool, completion: @escaping Completion) {
+        let first: Bool = inflight.withLock { table in
+            if table[name] != nil {
+                table[name]!.append(completion)
+                return false
+            }
+            table[name] = [completion]
+            return true
+        }
+        if !first {
+            stats.coalesced.add(1, ordering: .relaxed)
+            return
+        }
+        stats.inflight.add(1, ordering: .relaxed)
+        let previous = entry(for: name)
+        let t = now()
+        var known: WellKnownOutcome?
+        if !fresh, let prev = previous, let wk = prev.wellKnown, let until = prev.wellKnownExpiresAt, t < until { known = wk }
+        start(name, previous: previous, known: known)
+    }
+
+    private func start(_ name: String, previous: CacheEntry?, known: WellKnownOutcome?) {
+        resolver.resolve(name, knownWellKnown: known) { [self] result in
+            // The resolver completes on the I/O thread: leave it at once.
+            work.async { [self] in
+                // A temporary well-known failure must not replace a recently valid delegation
+                // (it would silently switch the name to port 8448): reuse it, as Synapse does.
+                if known == nil, let prevWK = previous?.wellKnown, case .delegated = prevWK.result,
+                   let wk = wellKnown(of: result), case .failed(_, _, true) = wk.result,
+                   let prev = previous, CachePolicy.canServeStale(lastGoodExpiresAt: prev.lastGoodExpiresAt ?? 0, now: now(), failureIsTemporary: true) {
+                    logger.info("well-known refresh failed temporarily; keeping the previous delegation",
+                                metadata: ["name": "\(name)"])
+                    start(name, previous: previous, known: prevWK)
+                    return
+                }
+                finish(name, previous: previous, result: result, usedCachedWellKnown: known != nil)
+            }
+        }
+    }
+
+    private func wellKnown(of result: Result<Resolution, ResolutionFailure>) -> WellKnownOutcome? {
+        switch result {
+        case .success(let r): return r.wellKnown
+        case .failure(let f): return f.wellKnown
+        }
+    }
+
+    private func finish(_ name: String, previous: CacheEntry?, result: Result<Resolution, ResolutionFailure>, usedCachedWellKnown: Bool) {
+        let t = now()
+        var reply: Reply
+        switch result {
+        case .failure(let f) where f.code == .invalidServerName || f.code == .cancelled:
+            // Not cached: nothing upstream was asked, and the answer never changes.
+            reply = Reply(serverName: name, entry: nil, answer: nil, failure: f, source: .network, expiresIn: 0, trace: f.trace)
+        default:
+            let entry = CacheUpdate.apply(serverName: name, previous: previous, result: result, usedCachedWellKnown: usedCachedWellKnown,
+                                          now: t, jitter: Double.random(in: -1...1))
+            memory.withLock { $0[name] = entry }
+            persist(entry, lastUsed: t)
+            let trace: [String]
+            switch result {
+            case .success(let r): trace = r.trace
+            case .failure(let f): trace = f.trace
+            }
+            if let answer = entry.answer {
+                stats.count(step: answer.step)
+                reply = Reply(serverName: name, entry: entry, answer: answer, failure: nil, source: .network,
+                              expiresIn: Int(entry.expiresAt - t), trace: trace)
+            } else if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
+                logger.warning("resolution failed temporarily; serving the last good answer",
+                               metadata: ["name": "\(name)", "code": "\(entry.failure?.code.rawValue ?? "")"])
+                stats.stale.add(1, ordering: .relaxed)
+                reply = Reply(serverName: name, entry: entry, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
+            } else {
+                reply = Reply(serverName: name, entry: entry, answer: nil, failure: entry.failure, source: .network,
+                              expiresIn: Int(entry.expiresAt - t), trace: trace)
+            }
+        }
+        if let f = reply.failure { stats.count(failure: f.code) }
+        let waiters = inflight.withLock { $0.removeValue(forKey: name) ?? [] }
+        stats.inflight.sub(1, ordering: .relaxed)
+        for w in waiters { w(reply) }
+    }
+
+    private func persist(_ entry: CacheEntry, lastUsed: Double) {
+        writer.async { [self] in
+            let record = StoredRecord(key: entry.serverName, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt,
+                                      lastUsed: lastUsed, isFailure: entry.isFailure,
+                                      consecutiveFailures: UInt16(clamping: entry.consecutiveFailures), payload: entry.encoded())
+            do {
+                try store.put(record)
+            } catch {
+                logger.error("cache write failed", metadata: ["name": "\(entry.serverName)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Background re-resolution; hits keep being served the current answer until it lands.
+    public func refresh(_ name: String) {
+        let already = inflight.withLock { $0[name] != nil }
+        if already { return }
+        resolve(name) { _ in }
+    }
+
+    /// Refetches everything about `name`, including its well-known, now.
+    public func revalidate(_ name: String) {
+        let already = inflight.withLock { table -> Bool in
+            if table[name] != nil { return true }
+            table[name] = []
+            return false
+        }
+        if already { return }
+        stats.inflight.add(1, ordering: .relaxed)
+        start(name, previous: entry(for: name), known: nil)
+    }
+
+    // MARK: Admin
+
+    public enum FlushScope: Sendable { case all, names([String]) }
+
+    /// Removes entries; successes are kept when `failuresOnly`.
+    public func flush(_ scope: FlushScope, failuresOnly: Bool) -> Int {
+        drainWrites()
+        let keep: @Sendable (CacheEntry) -> Bool = { failuresOnly ? !$0.isFailure : false }
+        var removed = 0
+        switch scope {
+        case .all:
+            memory.withLock { m in m = m.filter { keep($0.value) } }
+            removed = store.deleteAll { record in
+                if !failuresOnly { return true }
+                return record.isFailure
+            }
+        case .names(let names):
+            for n in names {
+                let e = entry(for: n)
+                guard let e, !keep(e) else { continue }
+                memory.withLock { _ = $0.removeValue(forKey: n) }
+                if store.delete(n) { removed += 1 }
+            }
+        }
+        return removed
+    }
+
+    public func allEntries() -> [CacheEntry] {
+        drainWrites()
+        var out: [CacheEntry] = []
+        store.forEach { record in
+            if let e = CacheEntry.decode(record.payload) { out.append(e) }
+        }
+        return out.sorted { $0.serverName < $1.serverName }
+    }
+
+    public func drainWrites() { writer.sync {} }
+
+    /// Writes batched last-use times (called periodically and at shutdown).
+    public func flushTouches() {
+        let batch = touched.withLock { t -> [String: Double] in
+            let b = t
+            t = [:]
+            return b
+        }
+        if batch.isEmpty { return }
+        writer.async { [store] in store.touch(batch) }
+    }
+
+    public var inflightCount: Int { inflight.withLock { $0.count } }
+}

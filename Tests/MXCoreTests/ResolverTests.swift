@@ -1,0 +1,225 @@
+import XCTest
+import Synchronization
+@testable import MXCore
+
+/// A scripted backend for pure-logic tests of the algorithm (the real servers are in MXIntegrationTests).
+final class FakeBackend: LookupBackend {
+    struct World: Sendable {
+        var srv: [String: Result<[SRVRecord], DNSError>] = [:]
+        var addresses: [String: Result<AddressSet, DNSError>] = [:]
+        var https: [String: Result<HTTPSResponse, HTTPSError>] = [:]
+    }
+    let world: World
+    let log = Mutex<[String]>([])
+    init(_ world: World) { self.world = world }
+
+    func querySRV(_ name: String, completion: @escaping @Sendable (Result<[SRVRecord], DNSError>) -> Void) {
+        log.withLock { $0.append("SRV \(name)") }
+        completion(world.srv[name] ?? .failure(.nxdomain(negativeTTL: nil)))
+    }
+    func queryAddresses(_ host: String, completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {
+        log.withLock { $0.append("ADDR \(host)") }
+        completion(world.addresses[host] ?? .failure(.nxdomain(negativeTTL: nil)))
+    }
+    func httpsGet(_ request: HTTPSRequest, completion: @escaping @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void) {
+        log.withLock { $0.append("GET \(request.url) @\(request.connectTo.map(\.description).joined(separator: ","))") }
+        completion(world.https[request.url] ?? .failure(.connect("refused")))
+    }
+}
+
+func v4(_ s: String, ttl: UInt32 = 300) -> AddressSet { AddressSet(ipv6: [], ipv4: [ResolvedAddress(address: IPAddress(s)!, ttl: ttl)]) }
+func wk(_ host: String) -> String { "https://\(host)/.well-known/matrix/server" }
+func json(_ body: String, headers: [HTTPHeader] = []) -> Result<HTTPSResponse, HTTPSError> {
+    .success(HTTPSResponse(status: 200, headers: headers, body: Array(body.utf8)))
+}
+
+final class ResolverTests: XCTestCase {
+    let allowAll = IPPolicy(denied: [], allowed: [])
+
+    func resolve(_ name: String, _ world: FakeBackend.World, policy: IPPolicy? = nil,
+                 known: WellKnownOutcome? = nil) -> (Result<Resolution, ResolutionFailure>, [String]) {
+        let backend = FakeBackend(world)
+        let resolver = ServerResolver(backend: backend, settings: ResolverSettings(ipPolicy: policy ?? allowAll, now: { 1_000_000 },
+                                                                                   randomBelow: { _ in 0 }))
+        let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
+        resolver.resolve(name, knownWellKnown: known) { r in box.withLock { $0 = r } }
+        let result = box.withLock { $0 }
+        XCTAssertNotNil(result, "fake backend completes synchronously")
+        return (result!, backend.log.withLock { $0 })
+    }
+
+    func assertAnswer(_ r: Result<Resolution, ResolutionFailure>, step: ResolutionStep, targets: [String], host: String,
+                      tls: String, sni: String?, file: StaticString = #filePath, line: UInt = #line) {
+        guard case .success(let a) = r else { return XCTFail("expected an answer, got \(r)", file: file, line: line) }
+        XCTAssertEqual(a.step, step, file: file, line: line)
+        XCTAssertEqual(a.targets.map { "\($0.host):\($0.port)=\($0.addresses.map(\.description).joined(separator: ","))" }, targets, file: file, line: line)
+        XCTAssertEqual(a.hostHeader, host, file: file, line: line)
+        XCTAssertEqual(a.tlsServerName, tls, file: file, line: line)
+        XCTAssertEqual(a.sni, sni, file: file, line: line)
+    }
+
+    func testStep1IPLiteralsNeedNoLookupAndSendNoSNI() {
+        let (r, log) = resolve("1.2.3.4", .init())
+        assertAnswer(r, step: .ipLiteral, targets: ["1.2.3.4:8448=1.2.3.4"], host: "1.2.3.4", tls: "1.2.3.4", sni: nil)
+        XCTAssertEqual(log, [])
+        let (r6, _) = resolve("[2a01:4f8::1]:80", .init())
+        assertAnswer(r6, step: .ipLiteral, targets: ["2a01:4f8::1:80=2a01:4f8::1"], host: "[2a01:4f8::1]:80", tls: "2a01:4f8::1", sni: nil)
+    }
+
+    func testStep1DeniedIPLiteral() {
+        let (r, _) = resolve("10.1.2.3", .init(), policy: IPPolicy())
+        guard case .failure(let f) = r else { return XCTFail() }
+        XCTAssertEqual(f.code, .addressDenied)
+        XCTAssertTrue(f.message.contains("10.0.0.0/8"))
+    }
+
+    func testStep2ExplicitPortSkipsWellKnownAndSRV() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        let (r, log) = resolve("testserv:8448", w)
+        assertAnswer(r, step: .explicitPort, targets: ["testserv:8448=1.2.3.4"], host: "testserv:8448", tls: "testserv", sni: "testserv")
+        XCTAssertEqual(log, ["ADDR testserv"])
+    }
+
+    func testStep3_3WellKnownThenMatrixFedSRV() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        w.https[wk("testserv")] = json(#"{"m.server": "target-server"}"#, headers: [HTTPHeader("Cache-Control", "max-age=1000")])
+        w.srv["_matrix-fed._tcp.target-server"] = .success([SRVRecord(priority: 0, weight: 0, port: 8443, target: "srvtarget", ttl: 60)])
+        w.addresses["srvtarget"] = .success(v4("5.6.7.8", ttl: 30))
+        let (r, log) = resolve("testserv", w)
+        assertAnswer(r, step: .delegatedMatrixFedSRV, targets: ["srvtarget:8443=5.6.7.8"], host: "target-server", tls: "target-server", sni: "target-server")
+        XCTAssertEqual(log, ["ADDR testserv", "GET https://testserv/.well-known/matrix/server @1.2.3.4",
+                             "SRV _matrix-fed._tcp.target-server", "ADDR srvtarget"])
+        if case .success(let a) = r {
+            XCTAssertEqual(a.wellKnown?.result, .delegated("target-server"))
+            XCTAssertEqual(a.wellKnown?.headerLifetime, 1000)
+            XCTAssertEqual(a.srvTTL, 60)
+            XCTAssertEqual(a.addressTTL, 30)
+            XCTAssertFalse(a.trace.isEmpty)
+        }
+    }
+
+    func testStep3_4LegacySRVOnlyWhenMatrixFedAbsent() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        w.https[wk("testserv")] = json(#"{"m.server": "target-server"}"#)
+        w.srv["_matrix-fed._tcp.target-server"] = .success([])
+        w.srv["_matrix._tcp.target-server"] = .success([SRVRecord(priority: 0, weight: 0, port: 8443, target: "srvtarget", ttl: 60)])
+        w.addresses["srvtarget"] = .success(v4("5.6.7.8"))
+        let (r, _) = resolve("testserv", w)
+        assertAnswer(r, step: .delegatedLegacyMatrixSRV, targets: ["srvtarget:8443=5.6.7.8"], host: "target-server", tls: "target-server", sni: "target-server")
+    }
+
+    func testStep3_1And3_2And3_5() {
+        var w = FakeBackend.World()
+        w.addresses["a"] = .success(v4("1.1.1.1"))
+        w.https[wk("a")] = json(#"{"m.server": "[2a01:4f8::1]:8449"}"#)
+        assertAnswer(resolve("a", w).0, step: .delegatedIPLiteral, targets: ["2a01:4f8::1:8449=2a01:4f8::1"],
+                     host: "[2a01:4f8::1]:8449", tls: "2a01:4f8::1", sni: nil)
+        w.https[wk("a")] = json(#"{"m.server": "Target.Example:443"}"#)
+        w.addresses["target.example"] = .success(v4("2.2.2.2"))
+        assertAnswer(resolve("a", w).0, step: .delegatedExplicitPort, targets: ["Target.Example:443=2.2.2.2"],
+                     host: "Target.Example:443", tls: "Target.Example", sni: "Target.Example")
+        w.https[wk("a")] = json(#"{"m.server": "target.example"}"#)
+        assertAnswer(resolve("a", w).0, step: .delegatedDefaultPort, targets: ["target.example:8448=2.2.2.2"],
+                     host: "target.example", tls: "target.example", sni: "target.example")
+    }
+
+    func testInvalidWellKnownBodiesTakeStep4() {
+        let bodies = ["NOT JSON", "[\"m.server\"]", "{}", #"{"m.server": 42}"#, #"{"m.server": "bad name!"}"#,
+                      "<html>hi</html>", String(repeating: "[", count: 5000)]
+        for body in bodies {
+            var w = FakeBackend.World()
+            w.addresses["testserv"] = .success(v4("1.2.3.4"))
+            w.https[wk("testserv")] = json(body)
+            w.srv["_matrix-fed._tcp.testserv"] = .success([SRVRecord(priority: 0, weight: 0, port: 8443, target: "srvtarget", ttl: 60)])
+            w.addresses["srvtarget"] = .success(v4("1.2.3.5"))
+            let (r, _) = resolve("testserv", w)
+            assertAnswer(r, step: .matrixFedSRV, targets: ["srvtarget:8443=1.2.3.5"], host: "testserv", tls: "testserv", sni: "testserv")
+            if case .success(let a) = r, case .failed(_, _, let temporary)? = a.wellKnown?.result {
+                XCTAssertFalse(temporary, body)
+            } else { XCTFail("well-known failure recorded for \(body.prefix(20))") }
+        }
+    }
+
+    func testNoWellKnownNoSRVIsStep6() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        let (r, log) = resolve("testserv", w)
+        assertAnswer(r, step: .defaultPort, targets: ["testserv:8448=1.2.3.4"], host: "testserv", tls: "testserv", sni: "testserv")
+        XCTAssertEqual(log, ["ADDR testserv", "GET https://testserv/.well-known/matrix/server @1.2.3.4",
+                             "SRV _matrix-fed._tcp.testserv", "SRV _matrix._tcp.testserv", "ADDR testserv"])
+    }
+
+    func testSRVServfailIsAnErrorNotAFallback() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        w.srv["_matrix-fed._tcp.testserv"] = .failure(.servfail)
+        let (r, log) = resolve("testserv", w)
+        guard case .failure(let f) = r else { return XCTFail("\(r)") }
+        XCTAssertEqual(f.code, .dnsServfail)
+        XCTAssertEqual(f.step, .matrixFedSRV)
+        XCTAssertFalse(log.contains("SRV _matrix._tcp.testserv"))
+    }
+
+    func testSRVDotTargetAndCNAMETarget() {
+        var w = FakeBackend.World()
+        w.srv["_matrix-fed._tcp.testserv"] = .success([SRVRecord(priority: 0, weight: 0, port: 0, target: ".", ttl: 60)])
+        guard case .failure(let f) = resolve("testserv", w).0 else { return XCTFail() }
+        XCTAssertEqual(f.code, .srvServiceUnavailable)
+
+        w.srv["_matrix-fed._tcp.testserv"] = .success([SRVRecord(priority: 0, weight: 0, port: 8443, target: "alias", ttl: 60)])
+        w.addresses["alias"] = .success(AddressSet(ipv6: [], ipv4: [ResolvedAddress(address: IPAddress("1.2.3.4")!, ttl: 1)], cnameChain: ["alias", "real"]))
+        guard case .failure(let f2) = resolve("testserv", w).0 else { return XCTFail() }
+        XCTAssertEqual(f2.code, .srvTargetIsCNAME)
+    }
+
+    func testKnownWellKnownFailureGoesStraightToStep4() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        let known = WellKnownOutcome(result: .failed(code: "wellknown_http_404", message: "", temporary: false), headerLifetime: nil)
+        let (r, log) = resolve("testserv", w, known: known)
+        assertAnswer(r, step: .defaultPort, targets: ["testserv:8448=1.2.3.4"], host: "testserv", tls: "testserv", sni: "testserv")
+        XCTAssertFalse(log.contains { $0.hasPrefix("GET") })
+    }
+
+    func testRedirectsAreFollowedButLoopsAndHTTPAreRefused() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        w.addresses["other"] = .success(v4("1.2.3.9"))
+        w.addresses["target"] = .success(v4("5.5.5.5"))
+        w.https[wk("testserv")] = .success(HTTPSResponse(status: 302, headers: [HTTPHeader("Location", "https://other/even_better_known")], body: []))
+        w.https["https://other/even_better_known"] = json(#"{"m.server": "target:1"}"#)
+        assertAnswer(resolve("testserv", w).0, step: .delegatedExplicitPort, targets: ["target:1=5.5.5.5"], host: "target:1", tls: "target", sni: "target")
+
+        w.https["https://other/even_better_known"] = .success(HTTPSResponse(status: 301, headers: [HTTPHeader("Location", "/.well-known/matrix/server")], body: []))
+        w.https[wk("other")] = .success(HTTPSResponse(status: 308, headers: [HTTPHeader("Location", "https://testserv/.well-known/matrix/server")], body: []))
+        if case .success(let a) = resolve("testserv", w).0, case .failed(let code, _, _)? = a.wellKnown?.result {
+            XCTAssertEqual(code, "wellknown_redirect_loop")
+            XCTAssertEqual(a.step, .defaultPort)
+        } else { XCTFail() }
+
+        w.https[wk("testserv")] = .success(HTTPSResponse(status: 301, headers: [HTTPHeader("Location", "http://other/x")], body: []))
+        if case .success(let a) = resolve("testserv", w).0, case .failed(let code, _, _)? = a.wellKnown?.result {
+            XCTAssertEqual(code, "wellknown_redirect_not_https")
+        } else { XCTFail() }
+    }
+
+    func testWellKnownToDeniedAddressIsNotFetched() {
+        var w = FakeBackend.World()
+        w.addresses["testserv"] = .success(v4("10.0.0.1"))
+        let (r, log) = resolve("testserv", w, policy: IPPolicy())
+        XCTAssertFalse(log.contains { $0.hasPrefix("GET") })
+        guard case .failure(let f) = r else { return XCTFail() }
+        XCTAssertEqual(f.code, .addressDenied) // step 6 target is denied too
+        XCTAssertEqual(f.step, .defaultPort)
+    }
+
+    func testInvalidNameMakesNoLookup() {
+        let (r, log) = resolve("bad name", .init())
+        guard case .failure(let f) = r else { return XCTFail() }
+        XCTAssertEqual(f.code, .invalidServerName)
+        XCTAssertEqual(log, [])
+    }
+}
