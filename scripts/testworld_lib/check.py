@@ -1,0 +1,174 @@
+"""`testworld check`: bring up scenarios/standard.json, assert every feature with
+dig and curl (pinned with --resolve, never the system resolver), tear down."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+FAILS = []
+
+
+def ok(cond, what, detail=""):
+    print(("  ok   " if cond else "  FAIL ") + what + ("" if cond else f"  [{detail}]"), flush=True)
+    if not cond:
+        FAILS.append(what)
+
+
+def sh(args, timeout=15):
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def dig(server, name, qtype, *extra):
+    ip, port = server.rsplit(":", 1)
+    rc, out, err = sh(["dig", f"@{ip}", "-p", port, "+tries=1", "+time=1", "+noall", "+comments", "+answer",
+                       name, qtype, *extra])
+    status = next((ln.split("status: ")[1].split(",")[0] for ln in out.splitlines() if "status: " in ln), None)
+    if status is None and "timed out" in out + err:
+        status = "TIMEOUT"
+    ans = [ln.split() for ln in out.splitlines() if ln and not ln.startswith(";")]
+    return status, ans, out
+
+
+def curl(world, host, ip=None, maxtime=3, scheme="https"):
+    ip = ip or world["https_ip"]
+    port = 443 if scheme == "https" else 80
+    rc, out, err = sh(["curl", "-sS", "--cacert", world["ca_file"], "-m", str(maxtime), "--resolve",
+                       f"{host}:{port}:{ip}", "-D", "-", "-o", "/dev/stdout",
+                       "-w", "\n%{http_code} %{size_download}", f"{scheme}://{host}/.well-known/matrix/server"])
+    code, size = out.rsplit("\n", 1)[1].split() if "\n" in out else ("000", "0")
+    return rc, int(code), int(size), out, err
+
+
+def run(tool, block, keep):
+    here = os.path.dirname(tool)
+    scen = os.path.join(here, "scenarios", "standard.json")
+    d = tempfile.mkdtemp(prefix="testworld-check-")
+    t0 = time.time()
+    rc, out, err = sh([tool, "up", "--dir", d, "--ip-block", block, scen], timeout=30)
+    if rc:
+        print(err, file=sys.stderr)
+        return 1
+    w = json.loads(out)
+    print(f"up in {time.time() - t0:.2f}s: dns={w['dns_server']} https={w['https_ip']}")
+    try:
+        checks(tool, w, d)
+    finally:
+        if not keep:
+            sh([tool, "down", "--dir", d])
+    # teardown: supervisor and every child gone
+    left = [ln for ln in sh(["ps", "-eo", "pid,args"])[1].splitlines() if d in ln]
+    ok(not left, "down leaves no process", left)
+    wd = watch_test(tool, block, scen)
+    if not FAILS and not keep:  # keep the logs of a failed run for inspection
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(wd, ignore_errors=True)
+    print(f"{'FAILED ' + str(len(FAILS)) if FAILS else 'all ok'} in {time.time() - t0:.1f}s")
+    return 1 if FAILS else 0
+
+
+def checks(tool, w, d):
+    S = w["dns_server"]
+    print("DNS (through the single address):")
+    st, ans, _ = dig(S, "target.test", "A")
+    ok(st == "NOERROR" and ans and ans[0][4] == "127.0.0.20" and ans[0][1] == "300", "A with TTL", ans)
+    st, ans, _ = dig(S, "target.test", "AAAA")
+    ok(st == "NOERROR" and ans and ans[0][4] == "::1", "AAAA", ans)
+    st, ans, _ = dig(S, "cname.test", "A")
+    ok(st == "NOERROR" and ans[0][3] == "CNAME" and ans[-1][4] == "127.0.0.20", "CNAME chased", ans)
+    st, ans, _ = dig(S, "_matrix-fed._tcp.delegated.test", "SRV")
+    ok(st == "NOERROR" and sorted(a[4] for a in ans) == ["10", "20"], "SRV two priorities", ans)
+    st, ans, _ = dig(S, "_matrix-fed._tcp.srv-dot.test", "SRV")
+    ok(st == "NOERROR" and ans and ans[0][-1] == ".", 'SRV target "."', ans)
+    st, ans, _ = dig(S, "_matrix-fed._tcp.srv-ttl.test", "SRV")
+    ok(st == "NOERROR" and ans and ans[0][1] == "30", "SRV with own TTL (fault server)", ans)
+    st, ans, _ = dig(S, "nxdomain.test", "A")
+    ok(st == "NXDOMAIN", "unknown name NXDOMAIN", st)
+    st, ans, _ = dig(S, "aaaa-only.test", "A")
+    ok(st == "NOERROR" and not ans, "NODATA", (st, ans))
+    st, ans, _ = dig(S, "wk-port.test", "A")
+    ok(ans and ans[0][4] == w["https_ip"], "wellknown host auto -> nginx", ans)
+    st, ans, _ = dig(S, "wk-stall.test", "A")
+    ok(ans and ans[0][4] == w["fault_https_ip"], "stall host auto -> fault https", ans)
+    st, _, _ = dig(S, "_matrix-fed._tcp.srv-servfail.test", "SRV")
+    ok(st == "SERVFAIL", "fault servfail", st)
+    st, ans, _ = dig(S, "srv-servfail.test", "A")
+    ok(st == "NOERROR" and ans, "  ...its A still works", st)
+    st, _, _ = dig(S, "_matrix-fed._tcp.srv-refused.test", "SRV")
+    ok(st == "REFUSED", "fault refused", st)
+    st, _, _ = dig(S, "_matrix-fed._tcp.srv-timeout.test", "SRV")
+    ok(st == "TIMEOUT", "fault stall -> timeout", st)
+    st, ans, out = dig(S, "_matrix-fed._tcp.trunc.test", "SRV")
+    ok(st == "NOERROR" and len(ans) == 2 and "Truncated" in out, "fault trunc: TC over UDP, full over TCP", out)
+    st, ans, out = dig(S, "_matrix-fed._tcp.trunc.test", "SRV", "+ignore")
+    ok("tc" in out.split("flags:")[1].split(";")[0] and not ans, "  ...UDP answer has TC and no records", out)
+    st, _, _ = dig(S, "aaaa-servfail.test", "AAAA")
+    st2, ans, _ = dig(S, "aaaa-servfail.test", "A")
+    ok(st == "SERVFAIL" and st2 == "NOERROR" and ans, "per-type fault (AAAA only)", (st, st2))
+    st, _, _ = dig(w["fault_dns_server"], "_matrix-fed._tcp.srv-servfail.test", "SRV")
+    ok(st == "SERVFAIL", "fault server directly", st)
+    print("HTTPS:")
+    rc, code, size, out, _ = curl(w, "wk-port.test")
+    ok(code == 200 and '"m.server": "target.test:8449"' in out and "application/json" in out, "200 json", out[-200:])
+    rc, code, size, out, _ = curl(w, "wk-404.test")
+    ok(code == 404 and "M_NOT_FOUND" in out, "404 with body", out[-200:])
+    rc, code, size, out, _ = curl(w, "wk-500.test")
+    ok(code == 500, "500", code)
+    rc, code, size, out, _ = curl(w, "wk-html.test")
+    ok(code == 200 and "text/html" in out, "html content type", out[:300])
+    rc, code, size, out, _ = curl(w, "wk-big.test")
+    ok(code == 200 and size == 70000, "70 kB body", size)
+    rc, code, size, out, _ = curl(w, "wk-redirect.test")
+    ok(code == 302 and "location: https://wk-redirect2.test/" in out.lower(), "302 redirect", out[:300])
+    rc, code, size, out, _ = curl(w, "wk-tohttp.test")
+    ok(code == 301 and "location: http://wk-tohttp.test/" in out.lower(), "redirect to http://", out[:300])
+    rc, code, size, out, _ = curl(w, "wk-cache.test")
+    ok("cache-control: max-age=600" in out.lower(), "Cache-Control header", out[:300])
+    rc, code, size, out, _ = curl(w, "wk-expires.test")
+    ok("expires: thu, 01 jan 2099" in out.lower(), "Expires header", out[:300])
+    rc, code, size, out, err = curl(w, "wk-wrongcert.test")
+    ok(rc == 60 and "subject name" in err, "wrong-name cert rejected (curl 60)", err)
+    rc, code, size, out, err = curl(w, "wk-selfsigned.test")
+    ok(rc == 60 and "self-signed" in err, "self-signed cert rejected (curl 60)", err)
+    rc, code, size, out, err = curl(w, "wk-wrongcert.test", scheme="http")
+    ok(rc == 0 and code == 200, "plain http :80 answers (counted separately)", err)
+    t = time.time()
+    rc, code, size, out, err = curl(w, "wk-slow.test", maxtime=1)
+    ok(rc == 28 and time.time() - t >= 0.9, "delay (10 s) -> curl timeout at 1 s", err)
+    rc, code, size, out, err = curl(w, "wk-stall.test", ip=w["fault_https_ip"], maxtime=1)
+    ok(rc == 28 and code == 200 and 0 < size, "stall mid-body (headers + half body)", (rc, code, size, err))
+    rc, code, size, out, err = curl(w, "wk-noanswer.test", ip=w["fault_https_ip"], maxtime=1)
+    ok(rc == 28 and size == 0, "accept, never answer", (rc, err))
+    rc, code, size, out, err = curl(w, "wk-refused.test", ip=w["closed_ip"])
+    ok(rc == 7, "connection refused on closed ip (curl 7)", (rc, err))
+    print("counts:")
+    c = json.loads(sh([tool, "counts", "--dir", d])[1])
+    ok(c["wellknown"].get("wk-port.test") == 1 and c["wellknown"].get("wk-stall.test") == 1
+       and c["wellknown"].get("wk-noanswer.test") == 1 and c["wellknown_http"].get("wk-wrongcert.test") == 1,
+       "wellknown counted per host (nginx + fault https)", c["wellknown"])
+    ok(c["dns"].get("_matrix-fed._tcp.trunc.test SRV") == 3 and c["dns"].get("target.test A") == 1,
+       "dns counted per name+type", c["dns"])
+    ok("testworld-probe.test A" not in c["dns"], "readiness probes not counted", c["dns"])
+    sh([tool, "reset-counts", "--dir", d])
+    dig(S, "target.test", "A")
+    c = json.loads(sh([tool, "counts", "--dir", d])[1])
+    ok(c["dns"] == {"target.test A": 1} and c["wellknown"] == {}, "reset-counts", c)
+
+
+def watch_test(tool, block, scen):
+    d = tempfile.mkdtemp(prefix="testworld-check-watch-")
+    sleeper = subprocess.Popen(["sleep", "0.5"])
+    rc, out, err = sh([tool, "up", "--dir", d, "--ip-block", block, "--watch-pid", str(sleeper.pid), scen])
+    ok(rc == 0, "up --watch-pid", err)
+    sleeper.wait()
+    end = time.time() + 3
+    while time.time() < end:
+        left = [ln for ln in sh(["ps", "-eo", "pid,args"])[1].splitlines() if d in ln]
+        if not left:
+            break
+        time.sleep(0.1)
+    ok(not left, "--watch-pid: world torn down after the watched process exits", left)
+    return d
