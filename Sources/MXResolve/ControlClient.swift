@@ -4,7 +4,7 @@ import Glibc
 
 /// A blocking line client for the daemon's socket (used by mxresolvectl and the tests).
 public final class ControlClient {
-    let fd: Int32
+    public let fd: Int32
     private var buffer: [UInt8] = []
 
     public enum Failure: Error, CustomStringConvertible {
@@ -33,7 +33,11 @@ public final class ControlClient {
     deinit { close(fd) }
 
     public func send(_ line: String) throws {
-        let bytes = Array((line + "\n").utf8)
+        try sendBytes(Array((line + "\n").utf8))
+    }
+
+    /// Sends raw bytes as they are (tests use it for invalid UTF-8 and partial lines).
+    public func sendBytes(_ bytes: [UInt8]) throws {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

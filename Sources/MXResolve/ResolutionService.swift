@@ -148,6 +148,7 @@ public final class ResolutionService: Sendable {
             let entry = CacheUpdate.apply(serverName: name, previous: previous, result: result, usedCachedWellKnown: usedCachedWellKnown,
                                           now: t, jitter: Double.random(in: -1...1))
             memory.withLock { $0[name] = entry }
+            // Committed before anyone is told: an acknowledged answer survives a crash.
             persist(entry, lastUsed: t)
             let trace: [String]
             switch result {
@@ -175,7 +176,7 @@ public final class ResolutionService: Sendable {
     }
 
     private func persist(_ entry: CacheEntry, lastUsed: Double) {
-        writer.async { [self] in
+        writer.sync { [self] in
             let record = StoredRecord(key: entry.serverName, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt,
                                       lastUsed: lastUsed, isFailure: entry.isFailure,
                                       consecutiveFailures: UInt16(clamping: entry.consecutiveFailures), payload: entry.encoded())
