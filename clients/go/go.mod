@@ -1,0 +1,3 @@
+module mxresolved.example/client
+
+go 1.19
