@@ -507,4 +507,3 @@ func (c *Client) ResetStatistics(ctx context.Context) error {
 	_, err := c.doOK(ctx, "reset-statistics", nil)
 	return err
 }
-
