@@ -35,6 +35,7 @@ def test_vectors_against_own_daemon(daemon, vectors):
 
 def test_resolve_and_errors(daemon):
     with Client(daemon.socket, timeout=10) as c:
+        c.ping()
         assert c.server_info.get("proto") == "1"
         r = c.resolve("1.2.3.4")
         assert (r.step, r.host_header, r.tls_server_name, r.sni) == ("1", "1.2.3.4", "1.2.3.4", None)
