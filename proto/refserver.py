@@ -283,11 +283,12 @@ class Server:
                                    separators=(",", ":"))], False
             return lines + [f"ok{idf} count={len(lines)}"], False
         if verb == "flush-caches":
-            names = args or list(self.cache)
-            n = sum(1 for x in names if self.cache.pop(x, None) is not None)
-            if opts.get("failures") == "yes":
-                fn = args or list(self.failures)
-                n += sum(1 for x in fn if self.failures.pop(x, None) is not None)
+            n = 0
+            if opts.get("failures") != "yes":  # failures=yes: only the negative cache
+                names = args or list(self.cache)
+                n += sum(1 for x in names if self.cache.pop(x, None) is not None)
+            fn = args or list(self.failures)
+            n += sum(1 for x in fn if self.failures.pop(x, None) is not None)
             return [f"ok{idf} flushed={n}"], False
         if verb == "revalidate":
             if not args:
