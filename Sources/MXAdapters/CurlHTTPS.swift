@@ -1,0 +1,330 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CCurl
+import MXCore
+
+/// The libcurl side of the I/O loop: one `CURLM`, at most `maxInFlight` transfers (the rest
+/// wait in FIFO order). curl never resolves a name: every transfer is pinned with
+/// `CURLOPT_CONNECT_TO` to one of the request's addresses. Several addresses are tried one after
+/// the other (same easy handle, re-added with the next pin) when connecting fails
+/// (CURLE_COULDNT_CONNECT, or a timeout before any connection was made), all within the
+/// request's total timeout. Connections are never reused (FORBID_REUSE + FRESH_CONNECT), so a
+/// pin can never be served by a connection made for another address.
+///
+/// THREADING RULE: created on any thread, then used only on the `IOLoop` thread. `multi` is
+/// also read by other threads, only for `curl_multi_wakeup` (see `IOLoop`).
+final class CurlHTTPS {
+    typealias Completion = @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void
+
+    final class Transfer {
+        let request: HTTPSRequest
+        let completion: Completion
+        var easy: UnsafeMutableRawPointer?
+        var pin: UnsafeMutablePointer<curl_slist>?
+        var attempt = 0
+        var deadlineMs = 0
+        var body: [UInt8] = []
+        var headers: [HTTPHeader] = []
+        var overflow = false
+        var failedAttempts: [String] = []
+        let errorBuffer: UnsafeMutablePointer<CChar>
+
+        init(_ request: HTTPSRequest, _ completion: @escaping Completion) {
+            self.request = request
+            self.completion = completion
+            errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+            errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        }
+
+        deinit {
+            if let pin { curl_slist_free_all(pin) }
+            if let easy { curl_easy_cleanup(easy) }
+            errorBuffer.deallocate()
+        }
+
+        var errorText: String {
+            errorBuffer[Int(CURL_ERROR_SIZE)] = 0
+            return String(cString: errorBuffer)
+        }
+    }
+
+    let multi: UnsafeMutableRawPointer
+    let maxInFlight: Int
+    let userAgent: String
+    /// System CA bundle + the extra CA, when an extra CA is configured (nil: curl's default store).
+    let caBundle: [UInt8]?
+    private var queue = FIFO<Transfer>()
+    private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+    private var stopped = false
+
+    static let systemCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+    init(maxInFlight: Int, userAgent: String, extraCAFile: String?, systemCAFile: String = CurlHTTPS.systemCABundle) throws(NetworkSetupError) {
+        guard NetLibraries.initialized else { throw .libraryInit }
+        self.maxInFlight = max(1, maxInFlight)
+        self.userAgent = userAgent
+        if let extraCAFile {
+            guard let extra = Self.readFile(extraCAFile), !extra.isEmpty else {
+                throw .caFile("cannot read '\(extraCAFile)'")
+            }
+            var bundle = Self.readFile(systemCAFile) ?? []
+            if let last = bundle.last, last != UInt8(ascii: "\n") { bundle.append(UInt8(ascii: "\n")) }
+            bundle += extra
+            caBundle = bundle
+        } else {
+            caBundle = nil
+        }
+        guard let multi = curl_multi_init() else { throw .curl("curl_multi_init failed") }
+        self.multi = multi
+    }
+
+    static func readFile(_ path: String) -> [UInt8]? {
+        guard let f = fopen(path, "rb") else { return nil }
+        defer { fclose(f) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+            if n > 0 { out += chunk[0..<n] }
+            if n < chunk.count { break }
+        }
+        return ferror(f) == 0 ? out : nil
+    }
+
+    static func monotonicMs() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+    }
+
+    var inFlight: Int { active.count }
+    var queued: Int { queue.count }
+
+    /// Loop thread: queue a fetch (started at once if under the cap).
+    func enqueue(_ request: HTTPSRequest, _ completion: @escaping Completion) {
+        guard !stopped else {
+            completion(.failure(.other("fetcher stopped")))
+            return
+        }
+        queue.append(Transfer(request, completion))
+        startQueued()
+    }
+
+    /// Loop thread: start queued fetches while under the cap.
+    func startQueued() {
+        while !stopped, active.count < maxInFlight, let t = queue.popFirst() {
+            start(t)
+        }
+    }
+
+    private func start(_ t: Transfer) {
+        guard !t.request.connectTo.isEmpty else {
+            t.completion(.failure(.connect("no address to connect to")))
+            return
+        }
+        guard let easy = curl_easy_init() else {
+            t.completion(.failure(.other("curl_easy_init failed")))
+            return
+        }
+        t.easy = easy
+        t.deadlineMs = Self.monotonicMs() + max(1, t.request.totalTimeoutMs)
+        let me = Unmanaged.passUnretained(t).toOpaque()
+        var ok = true
+        func set(_ rc: CURLcode) { if rc != CURLE_OK { ok = false } }
+        set(ccurl_setopt_string(easy, CURLOPT_URL, t.request.url))
+        set(ccurl_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "https"))
+        set(ccurl_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0))
+        set(ccurl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        set(ccurl_setopt_long(easy, CURLOPT_FORBID_REUSE, 1))
+        set(ccurl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
+        set(ccurl_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1))
+        set(ccurl_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2))
+        // Never a proxy from the environment (https_proxy, ALL_PROXY...): we connect only where pinned.
+        set(ccurl_setopt_string(easy, CURLOPT_PROXY, ""))
+        set(ccurl_setopt_string(easy, CURLOPT_USERAGENT, userAgent))
+        set(ccurl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, t.request.connectTimeoutMs)))
+        set(ccurl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, t.errorBuffer))
+        set(ccurl_setopt_write_cb(easy, CURLOPT_WRITEFUNCTION, { data, size, nmemb, user in
+            let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            let n = size * nmemb
+            guard t.body.count + n <= t.request.maxBodyBytes else {
+                t.overflow = true
+                return 0  // -> CURLE_WRITE_ERROR, reported as .bodyTooLarge
+            }
+            if n > 0, let data { t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n)) }
+            return n
+        }))
+        set(ccurl_setopt_pointer(easy, CURLOPT_WRITEDATA, me))
+        set(ccurl_setopt_write_cb(easy, CURLOPT_HEADERFUNCTION, { data, size, nmemb, user in
+            let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            let n = size * nmemb
+            if n > 0, let data {
+                CurlHTTPS.headerLine(UnsafeRawBufferPointer(start: data, count: n), into: &t.headers)
+            }
+            return n
+        }))
+        set(ccurl_setopt_pointer(easy, CURLOPT_HEADERDATA, me))
+        if let caBundle {
+            var bundle = caBundle
+            set(bundle.withUnsafeMutableBytes { ccurl_setopt_blob(easy, CURLOPT_CAINFO_BLOB, $0.baseAddress, $0.count) })
+        }
+        guard ok else {
+            t.completion(.failure(.other("curl_easy_setopt failed (libcurl too old?)")))
+            return
+        }
+        launch(t)
+    }
+
+    /// Pins the transfer to its current address and adds it to the multi handle.
+    private func launch(_ t: Transfer) {
+        guard let easy = t.easy else { return }
+        let address = t.request.connectTo[t.attempt]
+        let literal = address.isIPv6 ? "[\(address)]" : "\(address)"
+        // Empty HOST and PORT match any: this handle has exactly one pin and follows no redirect.
+        let newPin = curl_slist_append(nil, "::\(literal):\(t.request.port)")
+        if let old = t.pin { curl_slist_free_all(old) }
+        t.pin = newPin
+        let remaining = t.deadlineMs - Self.monotonicMs()
+        guard remaining > 0 else {
+            finish(t, .failure(.timeout))
+            return
+        }
+        guard newPin != nil,
+              ccurl_setopt_slist(easy, CURLOPT_CONNECT_TO, newPin) == CURLE_OK,
+              ccurl_setopt_long(easy, CURLOPT_TIMEOUT_MS, remaining) == CURLE_OK else {
+            finish(t, .failure(.other("cannot pin the connection")))
+            return
+        }
+        t.body.removeAll()
+        t.headers.removeAll()
+        t.overflow = false
+        t.errorBuffer[0] = 0
+        let rc = curl_multi_add_handle(multi, easy)
+        guard rc == CURLM_OK else {
+            finish(t, .failure(.other("curl_multi_add_handle: \(String(cString: curl_multi_strerror(rc)))")))
+            return
+        }
+        active[easy] = t
+    }
+
+    private func finish(_ t: Transfer, _ result: Result<HTTPSResponse, HTTPSError>) {
+        if let easy = t.easy {
+            curl_easy_cleanup(easy)
+            t.easy = nil
+        }
+        if let pin = t.pin {
+            curl_slist_free_all(pin)
+            t.pin = nil
+        }
+        t.completion(result)
+    }
+
+    /// One header line from curl: a status line starts a new header block (1xx, or a response
+    /// after an auth/proxy exchange); other lines are `name: value`, or a folded continuation.
+    static func headerLine(_ raw: UnsafeRawBufferPointer, into headers: inout [HTTPHeader]) {
+        var line = String(decoding: raw, as: UTF8.self)
+        while let last = line.last, last.isNewline { line.removeLast() }
+        if line.isEmpty { return }
+        if line.hasPrefix("HTTP/") {
+            headers.removeAll()
+            return
+        }
+        if line.first == " " || line.first == "\t" {
+            if !headers.isEmpty {
+                headers[headers.count - 1].value += " " + line.trimmingSpaces()
+            }
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = String(line[..<colon]).trimmingSpaces()
+        let value = String(line[line.index(after: colon)...]).trimmingSpaces()
+        guard !name.isEmpty else { return }
+        headers.append(HTTPHeader(name, value))
+    }
+
+    /// Loop thread: milliseconds until curl wants attention (-1: no timer).
+    func timeoutMs() -> Int {
+        guard !active.isEmpty else { return -1 }
+        var ms = -1
+        _ = curl_multi_timeout(multi, &ms)
+        return ms
+    }
+
+    /// Loop thread, after the wait: drive transfers and complete the finished ones.
+    func perform() {
+        guard !stopped, !active.isEmpty else { return }
+        var running: Int32 = 0
+        _ = curl_multi_perform(multi, &running)
+        var left: Int32 = 0
+        while let msg = curl_multi_info_read(multi, &left) {
+            guard msg.pointee.msg == CURLMSG_DONE, let easy = msg.pointee.easy_handle else { continue }
+            let rc = ccurl_msg_result(msg)
+            done(easy, rc)
+        }
+    }
+
+    private func done(_ easy: UnsafeMutableRawPointer, _ rc: CURLcode) {
+        guard let t = active.removeValue(forKey: easy) else { return }
+        _ = curl_multi_remove_handle(multi, easy)
+        if rc == CURLE_OK {
+            var status = 0
+            _ = ccurl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            finish(t, .success(HTTPSResponse(status: status, headers: t.headers, body: t.body)))
+            return
+        }
+        let text = t.errorText.isEmpty ? String(cString: curl_easy_strerror(rc)) : t.errorText
+        let address = t.request.connectTo[t.attempt]
+        var connected: curl_off_t = 0
+        _ = ccurl_getinfo_off(easy, CURLINFO_CONNECT_TIME_T, &connected)
+        let connectFailure = rc == CURLE_COULDNT_CONNECT || (rc == CURLE_OPERATION_TIMEDOUT && connected == 0)
+        if connectFailure, t.attempt + 1 < t.request.connectTo.count, t.deadlineMs - Self.monotonicMs() > 0 {
+            t.failedAttempts.append("\(address): \(text)")
+            t.attempt += 1
+            launch(t)
+            return
+        }
+        finish(t, .failure(Self.mapError(rc, text: text, overflow: t.overflow, limit: t.request.maxBodyBytes,
+                                         earlier: t.failedAttempts, address: address)))
+    }
+
+    static func mapError(_ rc: CURLcode, text: String, overflow: Bool, limit: Int, earlier: [String], address: IPAddress) -> HTTPSError {
+        let code = Int(rc.rawValue)
+        if rc == CURLE_WRITE_ERROR && overflow { return .bodyTooLarge(limit: limit) }
+        switch rc {
+        case CURLE_COULDNT_CONNECT:
+            return .connect((earlier + ["\(address): \(text)"]).joined(separator: "; "))
+        case CURLE_OPERATION_TIMEDOUT:
+            return .timeout
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+             CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_SHUTDOWN_FAILED, CURLE_SSL_ISSUER_ERROR,
+             CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CLIENTCERT:
+            return .tls("curl \(code): \(text)")
+        default:
+            return .other("curl \(code): \(text)")
+        }
+    }
+
+    /// Loop thread: fail everything queued or in flight (exactly once each), free the handles.
+    func shutdown() {
+        guard !stopped else { return }
+        stopped = true
+        for t in queue.removeAll() { t.completion(.failure(.other("fetcher stopped"))) }
+        let transfers = active
+        active = [:]
+        for (easy, t) in transfers {
+            _ = curl_multi_remove_handle(multi, easy)
+            finish(t, .failure(.other("fetcher stopped")))
+        }
+        _ = curl_multi_cleanup(multi)
+    }
+}
+
+fileprivate extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,185 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CCurl
+import CAres
+
+/// Process-wide library initialisation, done once (Swift globals are initialised exactly once).
+enum NetLibraries {
+    static let initialized: Bool = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK && ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS
+    }()
+}
+
+/// One dedicated OS thread that owns one `CURLM` (inside `CurlHTTPS`) and one `ares_channel`
+/// (inside `AresDNS`) and drives both with `curl_multi_poll`, passing the c-ares sockets as
+/// extra fds (platform-notes §3, "Option A").
+///
+/// THREADING RULE (why this is `@unchecked Sendable`): `dns`, `https` and every C handle they
+/// hold are touched only on the loop thread, after `init` hands them over (pthread_create
+/// orders that). Other threads touch only `inbox` (a Mutex) and call `curl_multi_wakeup`, which
+/// libcurl documents as thread-safe; they do so under the inbox lock and only while the inbox
+/// is open, so a wakeup can never race `curl_multi_cleanup`.
+final class IOLoop: @unchecked Sendable {
+    /// Work for the loop thread. `cancel` is called instead of `run` if the loop has stopped.
+    struct Job: Sendable {
+        let run: @Sendable (IOLoop) -> Void
+        let cancel: @Sendable () -> Void
+    }
+
+    private struct Inbox {
+        var jobs: [Job] = []
+        var stopRequested = false
+        /// Set by the loop thread when it starts shutting down: later jobs are cancelled at once.
+        var closed = false
+    }
+
+    private let inbox = Mutex(Inbox())
+    /// The multi handle, for `curl_multi_wakeup` from other threads (immutable pointer).
+    private let multi: UnsafeMutableRawPointer
+    private let finished = Mutex(false)
+    private var thread: pthread_t = pthread_t()
+
+    // Loop-thread only (see the rule above).
+    let dns: AresDNS
+    let https: CurlHTTPS
+
+    init(dns: AresDNS, https: CurlHTTPS) throws(NetworkSetupError) {
+        self.dns = dns
+        self.https = https
+        self.multi = https.multi
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            let loop = Unmanaged<IOLoop>.fromOpaque(raw!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<IOLoop>.fromOpaque(context).release()
+            throw .system("pthread_create", rc)
+        }
+    }
+
+    /// Runs `job.run` on the loop thread soon, or `job.cancel` right here if the loop has stopped.
+    func submit(_ job: Job) {
+        let accepted = inbox.withLock { box -> Bool in
+            guard !box.closed else { return false }
+            box.jobs.append(job)
+            if box.jobs.count == 1 { _ = curl_multi_wakeup(multi) }
+            return true
+        }
+        if !accepted { job.cancel() }
+    }
+
+    /// Stops the loop: every pending and in-flight operation completes (with an error) exactly
+    /// once, then the handles are freed. Waits for the thread unless called on it.
+    func stop() {
+        let first = inbox.withLock { box -> Bool in
+            guard !box.stopRequested else { return false }
+            box.stopRequested = true
+            if !box.closed { _ = curl_multi_wakeup(multi) }
+            return true
+        }
+        if pthread_equal(pthread_self(), thread) != 0 { return }
+        if first {
+            _ = pthread_join(thread, nil)
+            finished.withLock { $0 = true }
+        } else {
+            // Another caller is joining; wait until it has.
+            while !finished.withLock({ $0 }) { usleep(1000) }
+        }
+    }
+
+    static let idleWaitMs = 5000
+
+    private func run() {
+        var waitFDs: [curl_waitfd] = []
+        while true {
+            let (jobs, stopping) = inbox.withLock { box -> ([Job], Bool) in
+                let jobs = box.jobs
+                box.jobs.removeAll(keepingCapacity: true)
+                return (jobs, box.stopRequested)
+            }
+            for job in jobs { job.run(self) }
+            if stopping { break }
+
+            dns.startQueued()
+            https.startQueued()
+
+            // Wait for curl's sockets, the c-ares sockets, a wakeup, or the nearer timeout.
+            dns.fillWaitFDs(&waitFDs)
+            // -1 from either library means "no timer"; the idle cap only bounds a lost wakeup.
+            let timeout = [https.timeoutMs(), dns.timeoutMs()].filter { $0 >= 0 }.min().map { min($0, Self.idleWaitMs) } ?? Self.idleWaitMs
+            var ready: Int32 = 0
+            _ = waitFDs.withUnsafeMutableBufferPointer { fds in
+                curl_multi_poll(https.multi, fds.baseAddress, UInt32(fds.count), Int32(timeout), &ready)
+            }
+            dns.process(waitFDs)
+            https.perform()
+        }
+        shutdown()
+    }
+
+    /// On the loop thread: close the inbox (cancelling what is left), fail what is queued or in
+    /// flight, then free the handles.
+    private func shutdown() {
+        let leftover = inbox.withLock { box -> [Job] in
+            box.closed = true
+            let jobs = box.jobs
+            box.jobs = []
+            return jobs
+        }
+        for job in leftover { job.cancel() }
+        https.shutdown()
+        dns.shutdown()
+    }
+}
+
+public enum NetworkSetupError: Error, Sendable, CustomStringConvertible {
+    case libraryInit
+    case ares(String)
+    case curl(String)
+    case caFile(String)
+    case system(String, Int32)
+
+    public var description: String {
+        switch self {
+        case .libraryInit: return "libcurl/c-ares global initialisation failed"
+        case .ares(let s): return "c-ares: \(s)"
+        case .curl(let s): return "libcurl: \(s)"
+        case .caFile(let s): return "CA file: \(s)"
+        case .system(let what, let err): return "\(what) failed: \(String(cString: strerror(err)))"
+        }
+    }
+}
+
+/// A FIFO with amortised O(1) pop from the front (no Deque dependency).
+struct FIFO<Element> {
+    private var items: [Element?] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+    var count: Int { items.count - head }
+
+    mutating func append(_ e: Element) { items.append(e) }
+
+    mutating func popFirst() -> Element? {
+        guard head < items.count else { return nil }
+        let e = items[head]
+        items[head] = nil
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return e
+    }
+
+    mutating func removeAll() -> [Element] {
+        let rest = items[head...].compactMap { $0 }
+        items = []
+        head = 0
+        return rest
+    }
+}

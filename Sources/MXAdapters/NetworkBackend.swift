@@ -1,0 +1,259 @@
+import Synchronization
+import MXCore
+
+/// Settings for the real network backend.
+public struct NetworkConfig: Sendable, Hashable {
+    /// DNS servers as "ADDR:PORT" or "[V6]:PORT" (e.g. "127.0.0.53:53", "[::1]:5353"). Empty means
+    /// the system's resolv.conf (production only; tests always pass servers).
+    public var dnsServers: [String] = []
+    /// c-ares per-try timeout; it doubles on each further try (2 tries, 1000 ms: 3 s in total).
+    public var dnsTimeoutMs: Int = 1000
+    public var dnsTries: Int = 2
+    /// Queries (AAAA and A count one each) and fetches outstanding at once; the rest wait in FIFO order.
+    public var maxDNSInFlight: Int = 64
+    public var maxHTTPSInFlight: Int = 128
+    /// A PEM file of extra trusted CAs, trusted in addition to the system store.
+    public var extraCAFile: String? = nil
+    /// The system store combined with `extraCAFile` (only read when `extraCAFile` is set).
+    public var systemCAFile: String = "/etc/ssl/certs/ca-certificates.crt"
+    public var userAgent: String = "mxresolved"
+
+    public init() {}
+}
+
+/// Outcome counters since start (or the last `resetCounters`): one per DNS query (AAAA and A
+/// count separately) and one per HTTPS fetch (an HTTP error status is a successful fetch).
+public struct NetworkCounters: Sendable, Hashable {
+    public var dnsOK = 0, dnsNXDomain = 0, dnsNoData = 0, dnsServfail = 0, dnsRefused = 0, dnsTimeout = 0, dnsOther = 0
+    public var httpsOK = 0, httpsConnect = 0, httpsTLS = 0, httpsTimeout = 0, httpsBodyTooLarge = 0, httpsOther = 0
+
+    public init() {}
+
+    public var dnsTotal: Int { dnsOK + dnsNXDomain + dnsNoData + dnsServfail + dnsRefused + dnsTimeout + dnsOther }
+    public var httpsTotal: Int { httpsOK + httpsConnect + httpsTLS + httpsTimeout + httpsBodyTooLarge + httpsOther }
+
+    /// `name=value` pairs for the statistics command.
+    public var fields: [(String, Int)] {
+        [("dns.queries.ok", dnsOK), ("dns.queries.nxdomain", dnsNXDomain), ("dns.queries.nodata", dnsNoData),
+         ("dns.queries.servfail", dnsServfail), ("dns.queries.refused", dnsRefused), ("dns.queries.timeout", dnsTimeout),
+         ("dns.queries.other", dnsOther),
+         ("https.fetches.ok", httpsOK), ("https.fetches.connect", httpsConnect), ("https.fetches.tls", httpsTLS),
+         ("https.fetches.timeout", httpsTimeout), ("https.fetches.body_too_large", httpsBodyTooLarge),
+         ("https.fetches.other", httpsOther)]
+    }
+}
+
+/// The real `LookupBackend`: c-ares for DNS and libcurl for HTTPS, both driven by one I/O thread.
+/// Completions run on that thread and must be cheap (hop elsewhere for real work).
+///
+/// THREADING RULE (`@unchecked Sendable`): the C handles live in `IOLoop`'s `AresDNS` and
+/// `CurlHTTPS` and are touched only on the loop thread; this class only submits jobs to the loop
+/// (Mutex inbox) and updates atomics.
+public final class NetworkBackend: LookupBackend, @unchecked Sendable {
+    public let config: NetworkConfig
+    private let loop: IOLoop
+    private let counters = Counters()
+
+    public init(config: NetworkConfig) throws {
+        self.config = config
+        let dns = try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs, tries: config.dnsTries,
+                              maxInFlight: config.maxDNSInFlight)
+        let https: CurlHTTPS
+        do {
+            https = try CurlHTTPS(maxInFlight: config.maxHTTPSInFlight, userAgent: config.userAgent,
+                                  extraCAFile: config.extraCAFile, systemCAFile: config.systemCAFile)
+        } catch {
+            dns.shutdown()
+            throw error
+        }
+        do {
+            loop = try IOLoop(dns: dns, https: https)
+        } catch {
+            https.shutdown()
+            dns.shutdown()
+            throw error
+        }
+    }
+
+    deinit { loop.stop() }
+
+    /// Fails everything pending or in flight (each completion is called exactly once), frees the
+    /// handles and ends the I/O thread. Later calls complete at once with an error.
+    public func stop() { loop.stop() }
+
+    public var counterSnapshot: NetworkCounters { counters.snapshot() }
+    public func resetCounters() { counters.reset() }
+
+    // MARK: LookupBackend
+
+    public func querySRV(_ name: String, completion: @escaping @Sendable (Result<[SRVRecord], DNSError>) -> Void) {
+        query(name, type: DNSRecordType.srv) { result in
+            completion(result.flatMap { message in
+                let (rrs, _) = message.records(ofType: DNSRecordType.srv, for: name)
+                let records = rrs.compactMap { rr -> SRVRecord? in
+                    guard case .srv(let priority, let weight, let port, let target) = rr.data else { return nil }
+                    return SRVRecord(priority: priority, weight: weight, port: port, target: target, ttl: rr.ttl)
+                }
+                return records.isEmpty ? .failure(.nodata(negativeTTL: message.negativeTTL)) : .success(records)
+            })
+        }
+    }
+
+    public func queryAddresses(_ host: String, completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {
+        let join = AddressJoin(completion)
+        let cancelled: @Sendable () -> Void = { [counters] in
+            counters.count(dns: .other("stopped"))
+            counters.count(dns: .other("stopped"))
+            completion(.failure(.other("network backend stopped")))
+        }
+        loop.submit(IOLoop.Job(run: { [counters] loop in
+            for type in [DNSRecordType.aaaa, DNSRecordType.a] {
+                loop.dns.enqueue(AresDNS.Pending(name: host, type: type) { result in
+                    let mapped = Self.addresses(result, type: type, host: host)
+                    counters.count(dns: mapped)
+                    join.deliver(type == DNSRecordType.aaaa, mapped)
+                })
+            }
+        }, cancel: cancelled))
+    }
+
+    public func httpsGet(_ request: HTTPSRequest, completion: @escaping @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void) {
+        let counted: @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void = { [counters] result in
+            counters.count(https: result)
+            completion(result)
+        }
+        loop.submit(IOLoop.Job(run: { loop in loop.https.enqueue(request, counted) },
+                               cancel: { counted(.failure(.other("network backend stopped"))) }))
+    }
+
+    // MARK: internals
+
+    /// One raw query; NOERROR answers come back as messages (the caller decides NODATA), and the
+    /// outcome is counted once the caller's mapping is known.
+    private func query(_ name: String, type: UInt16, completion: @escaping @Sendable (Result<DNSMessage, DNSError>) -> Void) {
+        let counters = self.counters
+        let counted: @Sendable (Result<DNSMessage, DNSError>) -> Void = { result in
+            switch result {
+            case .success(let m) where m.records(ofType: type, for: name).records.isEmpty: counters.count(dns: .nodata(negativeTTL: nil))
+            case .success: counters.count(dns: Result<Void, DNSError>.success(()))
+            case .failure(let e): counters.count(dns: e)
+            }
+            completion(result)
+        }
+        loop.submit(IOLoop.Job(run: { loop in loop.dns.enqueue(AresDNS.Pending(name: name, type: type, completion: counted)) },
+                               cancel: { counted(.failure(.other("network backend stopped"))) }))
+    }
+
+    /// AAAA or A answer → addresses (with the CNAME chain), or NODATA when there are none.
+    static func addresses(_ result: Result<DNSMessage, DNSError>, type: UInt16, host: String) -> Result<([ResolvedAddress], [String]), DNSError> {
+        result.flatMap { message in
+            let (rrs, chain) = message.records(ofType: type, for: host)
+            let addrs = rrs.compactMap { rr -> ResolvedAddress? in
+                guard case .address(let ip) = rr.data else { return nil }
+                return ResolvedAddress(address: ip, ttl: rr.ttl)
+            }
+            return addrs.isEmpty ? .failure(.nodata(negativeTTL: message.negativeTTL)) : .success((addrs, chain))
+        }
+    }
+
+    /// Both families failed: the more informative error wins. A real failure (servfail, refused,
+    /// timeout, other) beats "does not exist"; NXDOMAIN beats NODATA; negative TTLs take the minimum.
+    static func mergeFailures(_ a: DNSError, _ b: DNSError) -> DNSError {
+        func rank(_ e: DNSError) -> Int {
+            switch e {
+            case .servfail: return 6
+            case .refused: return 5
+            case .timeout: return 4
+            case .other: return 3
+            case .nxdomain: return 2
+            case .nodata: return 1
+            }
+        }
+        func minTTL(_ x: UInt32?, _ y: UInt32?) -> UInt32? {
+            switch (x, y) {
+            case let (x?, y?): return min(x, y)
+            default: return x ?? y
+            }
+        }
+        switch (a, b) {
+        case let (.nodata(x), .nodata(y)):
+            return .nodata(negativeTTL: minTTL(x, y))
+        case let (.nxdomain(x), .nxdomain(y)), let (.nxdomain(x), .nodata(y)), let (.nodata(x), .nxdomain(y)):
+            return .nxdomain(negativeTTL: minTTL(x, y))
+        default:
+            return rank(a) >= rank(b) ? a : b
+        }
+    }
+
+    static func merge(aaaa: Result<([ResolvedAddress], [String]), DNSError>,
+                      a: Result<([ResolvedAddress], [String]), DNSError>) -> Result<AddressSet, DNSError> {
+        switch (aaaa, a) {
+        case let (.failure(e6), .failure(e4)):
+            return .failure(mergeFailures(e6, e4))
+        default:
+            let v6 = (try? aaaa.get()) ?? ([], [])
+            let v4 = (try? a.get()) ?? ([], [])
+            let chain = v6.1.count >= v4.1.count ? v6.1 : v4.1
+            return .success(AddressSet(ipv6: v6.0, ipv4: v4.0, cnameChain: chain))
+        }
+    }
+}
+
+/// Joins the AAAA and A answers of one `queryAddresses` (each may arrive on the loop thread, or
+/// on a stopping thread); completes exactly once when both are in.
+private final class AddressJoin: Sendable {
+    typealias Partial = Result<([ResolvedAddress], [String]), DNSError>
+    private let state = Mutex<(aaaa: Partial?, a: Partial?)>((nil, nil))
+    private let completion: @Sendable (Result<AddressSet, DNSError>) -> Void
+
+    init(_ completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {
+        self.completion = completion
+    }
+
+    func deliver(_ isAAAA: Bool, _ partial: Partial) {
+        let both = state.withLock { s -> (Partial, Partial)? in
+            if isAAAA { s.aaaa = partial } else { s.a = partial }
+            guard let v6 = s.aaaa, let v4 = s.a else { return nil }
+            return (v6, v4)
+        }
+        if let (v6, v4) = both { completion(NetworkBackend.merge(aaaa: v6, a: v4)) }
+    }
+}
+
+/// Outcome counters, updated from the loop thread and read from anywhere. One uncontended lock
+/// per completed query/fetch (Atomic<Int> fields cannot be iterated or reset as a group).
+private final class Counters: Sendable {
+    private let state = Mutex(NetworkCounters())
+
+    func count<T>(dns result: Result<T, DNSError>) {
+        state.withLock { c in
+            switch result {
+            case .success: c.dnsOK += 1
+            case .failure(.nxdomain): c.dnsNXDomain += 1
+            case .failure(.nodata): c.dnsNoData += 1
+            case .failure(.servfail): c.dnsServfail += 1
+            case .failure(.refused): c.dnsRefused += 1
+            case .failure(.timeout): c.dnsTimeout += 1
+            case .failure(.other): c.dnsOther += 1
+            }
+        }
+    }
+
+    func count(dns error: DNSError) { count(dns: Result<Void, DNSError>.failure(error)) }
+
+    func count(https result: Result<HTTPSResponse, HTTPSError>) {
+        state.withLock { c in
+            switch result {
+            case .success: c.httpsOK += 1
+            case .failure(.connect): c.httpsConnect += 1
+            case .failure(.tls): c.httpsTLS += 1
+            case .failure(.timeout): c.httpsTimeout += 1
+            case .failure(.bodyTooLarge): c.httpsBodyTooLarge += 1
+            case .failure(.other): c.httpsOther += 1
+            }
+        }
+    }
+
+    func snapshot() -> NetworkCounters { state.withLock { $0 } }
+    func reset() { state.withLock { $0 = NetworkCounters() } }
+}
