@@ -16,12 +16,6 @@ static inline CURLcode ccurl_getinfo_string(CURL *h, CURLINFO i, char **v) { ret
 static inline CURLcode ccurl_getinfo_pointer(CURL *h, CURLINFO i, void **v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode ccurl_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }
 
-// A blob option (CURLOPT_CAINFO_BLOB, 7.77+); curl copies the bytes.
-static inline CURLcode ccurl_setopt_blob(CURL *h, CURLoption o, void *data, size_t len) {
-    struct curl_blob b = { data, len, CURL_BLOB_COPY };
-    return curl_easy_setopt(h, o, &b);
-}
-
 static inline CURLMcode ccurl_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 
 // CURLMsg.data is a union; the result code is the member we read.

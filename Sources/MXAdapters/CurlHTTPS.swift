@@ -52,15 +52,18 @@ final class CurlHTTPS {
     let multi: UnsafeMutableRawPointer
     let maxInFlight: Int
     let userAgent: String
-    /// System CA bundle + the extra CA, when an extra CA is configured (nil: curl's default store).
-    let caBundle: [UInt8]?
+    /// Trust = the system store, looked up lazily by subject hash in `caPath` (CURLOPT_CAPATH),
+    /// plus `caFile` (CURLOPT_CAINFO: only the extra CA, or none). Not one concatenated bundle
+    /// (file or CURLOPT_CAINFO_BLOB): libcurl 7.88 re-parses a bundle on every handshake (its CA
+    /// cache does not take effect here), measured at ~20 ms of loop-thread CPU per connection for
+    /// the ~140 system certificates (100 fetches: 2.1 s, against 0.12 s this way).
+    let caFile: String?
+    let caPath: String?
     private var queue = FIFO<Transfer>()
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
     private var stopped = false
 
-    static let systemCABundle = "/etc/ssl/certs/ca-certificates.crt"
-
-    init(maxInFlight: Int, userAgent: String, extraCAFile: String?, systemCAFile: String = CurlHTTPS.systemCABundle) throws(NetworkSetupError) {
+    init(maxInFlight: Int, userAgent: String, extraCAFile: String?, systemCAPath: String?) throws(NetworkSetupError) {
         guard NetLibraries.initialized else { throw .libraryInit }
         self.maxInFlight = max(1, maxInFlight)
         self.userAgent = userAgent
@@ -68,13 +71,9 @@ final class CurlHTTPS {
             guard let extra = Self.readFile(extraCAFile), !extra.isEmpty else {
                 throw .caFile("cannot read '\(extraCAFile)'")
             }
-            var bundle = Self.readFile(systemCAFile) ?? []
-            if let last = bundle.last, last != UInt8(ascii: "\n") { bundle.append(UInt8(ascii: "\n")) }
-            bundle += extra
-            caBundle = bundle
-        } else {
-            caBundle = nil
         }
+        caFile = extraCAFile
+        caPath = systemCAPath
         guard let multi = curl_multi_init() else { throw .curl("curl_multi_init failed") }
         self.multi = multi
     }
@@ -165,9 +164,11 @@ final class CurlHTTPS {
             return n
         }))
         set(ccurl_setopt_pointer(easy, CURLOPT_HEADERDATA, me))
-        if let caBundle {
-            var bundle = caBundle
-            set(bundle.withUnsafeMutableBytes { ccurl_setopt_blob(easy, CURLOPT_CAINFO_BLOB, $0.baseAddress, $0.count) })
+        if let caPath {
+            set(ccurl_setopt_string(easy, CURLOPT_CAPATH, caPath))
+            set(ccurl_setopt_string(easy, CURLOPT_CAINFO, caFile))  // nil: no bundle, the directory only
+        } else if let caFile {
+            set(ccurl_setopt_string(easy, CURLOPT_CAINFO, caFile))  // curl's default CA path stays
         }
         guard ok else {
             t.completion(.failure(.other("curl_easy_setopt failed (libcurl too old?)")))

@@ -14,8 +14,9 @@ public struct NetworkConfig: Sendable, Hashable {
     public var maxHTTPSInFlight: Int = 128
     /// A PEM file of extra trusted CAs, trusted in addition to the system store.
     public var extraCAFile: String? = nil
-    /// The system store combined with `extraCAFile` (only read when `extraCAFile` is set).
-    public var systemCAFile: String = "/etc/ssl/certs/ca-certificates.crt"
+    /// The system store as an OpenSSL hashed directory (c_rehash / update-ca-certificates), read
+    /// lazily per issuer. nil: libcurl's built-in default (the bundle file, parsed per handshake).
+    public var systemCAPath: String? = "/etc/ssl/certs"
     public var userAgent: String = "mxresolved"
 
     public init() {}
@@ -61,7 +62,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
         let https: CurlHTTPS
         do {
             https = try CurlHTTPS(maxInFlight: config.maxHTTPSInFlight, userAgent: config.userAgent,
-                                  extraCAFile: config.extraCAFile, systemCAFile: config.systemCAFile)
+                                  extraCAFile: config.extraCAFile, systemCAPath: config.systemCAPath)
         } catch {
             dns.shutdown()
             throw error

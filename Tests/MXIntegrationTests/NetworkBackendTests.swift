@@ -306,6 +306,22 @@ final class NetworkBackendTests: XCTestCase {
         XCTAssertEqual(b.counterSnapshot.httpsTLS, 1)
     }
 
+    /// The system store is read as a hashed directory (CURLOPT_CAPATH) with no bundle file:
+    /// a directory holding only the test CA (as update-ca-certificates would lay it out) works.
+    func testSystemStoreIsAHashedDirectory() async throws {
+        let w = try requireWorld()
+        let dir = NSTemporaryDirectory() + "mxresolved-capath-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (st, hash) = Self.run(["/usr/bin/openssl", "x509", "-hash", "-noout", "-in", w.caFile])
+        XCTAssertEqual(st, 0)
+        try FileManager.default.copyItem(atPath: w.caFile, toPath: dir + "/" + hash.trimmingCharacters(in: .whitespacesAndNewlines) + ".0")
+        let b = try backend { $0.extraCAFile = nil; $0.systemCAPath = dir }
+        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+        XCTAssertEqual(resp.status, 200)
+    }
+
     func testBodyCap() async throws {
         let w = try requireWorld()
         let b = try backend()
