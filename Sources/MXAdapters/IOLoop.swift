@@ -33,13 +33,20 @@ final class IOLoop: @unchecked Sendable {
         var stopRequested = false
         /// Set by the loop thread when it starts shutting down: later jobs are cancelled at once.
         var closed = false
+        /// One caller joins the thread; if `stop` came from the loop thread, it detaches instead.
+        var joinClaimed = false
+        var detach = false
     }
 
     private let inbox = Mutex(Inbox())
     /// The multi handle, for `curl_multi_wakeup` from other threads (immutable pointer).
     private let multi: UnsafeMutableRawPointer
+    /// Set by the loop thread once `shutdown` has run (all completions called).
     private let finished = Mutex(false)
+    /// Written by `init` before any other thread can see `self`.
     private var thread: pthread_t = pthread_t()
+    /// The loop thread's own id, as it reads it (for "is stop called from a completion?").
+    private let loopThread = Mutex<pthread_t?>(nil)
 
     // Loop-thread only (see the rule above).
     let dns: AresDNS
@@ -73,27 +80,44 @@ final class IOLoop: @unchecked Sendable {
     }
 
     /// Stops the loop: every pending and in-flight operation completes (with an error) exactly
-    /// once, then the handles are freed. Waits for the thread unless called on it.
+    /// once, then the handles are freed. Blocks until that is done, unless called on the loop
+    /// thread itself (from a completion), where it only asks and returns.
     func stop() {
-        let first = inbox.withLock { box -> Bool in
-            guard !box.stopRequested else { return false }
-            box.stopRequested = true
-            if !box.closed { _ = curl_multi_wakeup(multi) }
-            return true
+        enum Role { case joiner, waiter, onLoop }
+        let onLoop = loopThread.withLock { $0.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+        let role = inbox.withLock { box -> Role in
+            if !box.stopRequested {
+                box.stopRequested = true
+                if !box.closed { _ = curl_multi_wakeup(multi) }
+            }
+            if onLoop {
+                if !box.joinClaimed { box.joinClaimed = true; box.detach = true }
+                return .onLoop
+            }
+            if !box.joinClaimed { box.joinClaimed = true; return .joiner }
+            return .waiter
         }
-        if pthread_equal(pthread_self(), thread) != 0 { return }
-        if first {
+        switch role {
+        case .onLoop:
+            return
+        case .joiner:
             _ = pthread_join(thread, nil)
-            finished.withLock { $0 = true }
-        } else {
-            // Another caller is joining; wait until it has.
+        case .waiter:
             while !finished.withLock({ $0 }) { usleep(1000) }
         }
     }
 
+    private func run() {
+        loopThread.withLock { $0 = pthread_self() }
+        loop()
+        shutdown()
+        if inbox.withLock({ $0.detach }) { _ = pthread_detach(pthread_self()) }
+        finished.withLock { $0 = true }
+    }
+
     static let idleWaitMs = 5000
 
-    private func run() {
+    private func loop() {
         var waitFDs: [curl_waitfd] = []
         while true {
             let (jobs, stopping) = inbox.withLock { box -> ([Job], Bool) in
@@ -118,7 +142,6 @@ final class IOLoop: @unchecked Sendable {
             dns.process(waitFDs)
             https.perform()
         }
-        shutdown()
     }
 
     /// On the loop thread: close the inbox (cancelling what is left), fail what is queued or in

@@ -410,6 +410,26 @@ final class NetworkBackendTests: XCTestCase {
     }
 }
 
+extension NetworkBackendTests {
+    /// `stop()` from a completion (on the loop thread) must not deadlock; a later `stop()` from
+    /// another thread waits for the shutdown and returns.
+    func testStopFromACompletion() async throws {
+        let w = try requireWorld()
+        var c = NetworkConfig()
+        c.dnsServers = [w.dnsServer]
+        let b = try NetworkBackend(config: c)
+        let done = expectation(description: "stopped from completion")
+        b.querySRV("_matrix-fed._tcp.srv.nb.test") { _ in
+            b.stop()
+            done.fulfill()
+        }
+        await fulfillment(of: [done], timeout: 2)
+        b.stop()
+        let late = await Self.srv(b, "_matrix-fed._tcp.srv.nb.test")
+        XCTAssertEqual(late.failureValue, .other("network backend stopped"))
+    }
+}
+
 fileprivate extension Result {
     var failureValue: Failure? {
         if case .failure(let e) = self { return e }
