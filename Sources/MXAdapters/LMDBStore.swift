@@ -148,6 +148,8 @@ public final class LMDBStore: @unchecked Sendable {
     private var metaDBI: MDB_dbi = 0
     private let mapSize: Int
     private let envFlags: UInt32
+    /// Tests turn this off to drive every eviction through the MDB_MAP_FULL path.
+    var evictsAhead = true
     private let evictionCount = Atomic<Int>(0)
     private let resetCount = Atomic<Int>(0)
 
@@ -266,7 +268,7 @@ public final class LMDBStore: @unchecked Sendable {
         try writer.withLock { _ in
             let done = try gate.reading { () throws -> Bool in
                 guard let env else { throw LMDBStoreError.closed }
-                makeRoomAhead(env, keyBytes: key.count, valueBytes: value.count, protecting: key)
+                if evictsAhead { makeRoomAhead(env, keyBytes: key.count, valueBytes: value.count, protecting: key) }
                 var round = 0
                 while true {
                     let rc = putOnce(env, key: key, value: value)
@@ -281,17 +283,19 @@ public final class LMDBStore: @unchecked Sendable {
                 }
             }
             if done { return }
-            // Eviction could not make room: drop everything else and write alone.
+            // Eviction could not make room: drop everything else and write alone; if the free pages
+            // are too scattered for the record, start a new file (all free pages contiguous).
             try gate.writing { () throws in
-                guard let env else { throw LMDBStoreError.closed }
-                try resetContents(env)
                 resetCount.add(1, ordering: .relaxed)
-                guard let env = self.env else { throw LMDBStoreError.closed }
-                let rc = putOnce(env, key: key, value: value)
-                if rc == MDB_MAP_FULL {
-                    throw LMDBStoreError.recordTooLarge(bytes: value.count + key.count, mapSize: statisticsMapSize(env))
+                for recreate in [false, true] {
+                    guard let env else { throw LMDBStoreError.closed }
+                    try resetContents(env, recreate: recreate)
+                    guard let env = self.env else { throw LMDBStoreError.closed }
+                    let rc = putOnce(env, key: key, value: value)
+                    if rc == 0 { return }
+                    guard rc == MDB_MAP_FULL else { throw LMDBStoreError.lmdb(operation: "put", code: rc) }
                 }
-                guard rc == 0 else { throw LMDBStoreError.lmdb(operation: "put", code: rc) }
+                throw LMDBStoreError.recordTooLarge(bytes: value.count + key.count, mapSize: mapSize)
             }
         }
     }
@@ -494,10 +498,10 @@ public final class LMDBStore: @unchecked Sendable {
         return mdb_txn_commit(txn) == 0 ? n : 0
     }
 
-    /// Last resort (gate held exclusively): empty the entries database; if even that cannot
-    /// commit, recreate the files.
-    private func resetContents(_ env: OpaquePointer) throws {
-        if let txn = try? Self.begin(env, readOnly: false) {
+    /// Last resort (gate held exclusively): empty the entries database; with `recreate`, or if
+    /// even that cannot commit, recreate the files.
+    private func resetContents(_ env: OpaquePointer, recreate: Bool) throws {
+        if !recreate, let txn = try? Self.begin(env, readOnly: false) {
             if mdb_drop(txn, dataDBI, 0) == 0, mdb_txn_commit(txn) == 0 {
                 // Pages freed by the drop become reusable two commits later.
                 for _ in 0..<2 { Self.writeMarks(env, meta: metaDBI, clean: false) }
@@ -570,12 +574,6 @@ public final class LMDBStore: @unchecked Sendable {
         return (used, Int(info.me_mapsize) / psize, psize)
     }
 
-    private func statisticsMapSize(_ env: OpaquePointer) -> Int {
-        var info = MDB_envinfo()
-        mdb_env_info(env, &info)
-        return Int(info.me_mapsize)
-    }
-
     /// Pages one put may need: the leaf-to-root path it copies, a split, free-list bookkeeping, and
     /// overflow pages when the value does not fit in a leaf node (LMDB: node > ~half a page).
     static func pagesNeeded(keyBytes: Int, valueBytes: Int, pageSize: Int) -> Int {
@@ -606,13 +604,18 @@ public final class LMDBStore: @unchecked Sendable {
         }
         do {
             let txn = try begin(env, readOnly: true)
-            defer { mdb_txn_abort(txn) }
             var meta: MDB_dbi = 0, data: MDB_dbi = 0
-            guard mdb_dbi_open(txn, metaName, 0, &meta) == 0 else { throw LMDBStoreError.incompatibleFormat(found: "unknown") }
-            let version = getString(txn, meta, "format_version") ?? "unknown"
-            guard version == formatVersion else { throw LMDBStoreError.incompatibleFormat(found: version) }
-            let rc = mdb_dbi_open(txn, dataName, 0, &data)
-            guard rc == 0 else { throw LMDBStoreError.lmdb(operation: "open entries", code: rc) }
+            var rc = mdb_dbi_open(txn, metaName, 0, &meta)
+            let version = rc == 0 ? getString(txn, meta, "format_version") ?? "unknown" : "unknown"
+            if version == formatVersion { rc = mdb_dbi_open(txn, dataName, 0, &data) }
+            guard version == formatVersion, rc == 0 else {
+                mdb_txn_abort(txn)
+                if version != formatVersion { throw LMDBStoreError.incompatibleFormat(found: version) }
+                throw LMDBStoreError.lmdb(operation: "open entries", code: rc)
+            }
+            // Committing (not aborting) keeps the database handles open for the environment's life.
+            rc = mdb_txn_commit(txn)
+            guard rc == 0 else { throw LMDBStoreError.lmdb(operation: "open databases", code: rc) }
             return Opened(env: env, data: data, meta: meta)
         } catch {
             mdb_env_close(env)

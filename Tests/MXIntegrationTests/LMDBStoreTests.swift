@@ -1,0 +1,352 @@
+import XCTest
+import Foundation
+import CLMDB
+import MXCore
+@testable import MXAdapters
+
+/// The LMDB store against real files: persistence, format rebuilds, eviction under a full map,
+/// read-only opens, and a SIGKILL in the middle of a write storm.
+final class LMDBStoreTests: XCTestCase {
+    static let crashChildVariable = "MXRESOLVED_LMDB_CRASH_CHILD"
+
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "mxresolved-lmdb-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/cache"
+    }
+
+    override func tearDown() {
+        if !dir.isEmpty { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
+    }
+
+    static func record(_ key: String, payload: Int = 64, expiresIn: Double = 3600, lastUsed: Double? = nil,
+                failure: Bool = false, failures: UInt16 = 0) -> StoredRecord {
+        let now = wallClockSeconds()
+        return StoredRecord(key: key, fetchedAt: now, expiresAt: now + expiresIn, lastUsed: lastUsed ?? now,
+                            isFailure: failure, consecutiveFailures: failures,
+                            payload: (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ key.utf8.count) })
+    }
+
+    // MARK: Persistence
+
+    func testRoundTripAcrossTwoOpeningsKeepsKeysExactlyAsAsked() throws {
+        let records = [Self.record("Example.ORG"), Self.record("example.org"), Self.record("example.org:8448", payload: 5000),
+                       Self.record("[2001:db8::1]:8448", failure: true, failures: 3), Self.record("ünïcode.example", payload: 0)]
+        do {
+            let store = try LMDBStore(directory: dir, mapSizeBytes: 4 << 20)
+            XCTAssertNil(store.rebuiltFromFormat, "a new cache is not a rebuild")
+            for r in records { try store.put(r) }
+            XCTAssertEqual(store.count, 5)
+            store.close()
+            XCTAssertNil(store.get("example.org"), "closed")
+            XCTAssertThrowsError(try store.put(Self.record("x"))) { XCTAssertEqual($0 as? LMDBStoreError, .closed) }
+        }
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 4 << 20)
+        XCTAssertNil(store.rebuiltFromFormat)
+        XCTAssertNil(store.rebuildReason)
+        for r in records { XCTAssertEqual(store.get(r.key), r, r.key) }
+        XCTAssertNil(store.get("EXAMPLE.ORG"), "keys are not case-folded")
+        var seen: [String] = []
+        store.forEach { seen.append($0.key) }
+        XCTAssertEqual(seen, records.map(\.key).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        let stats = store.statistics
+        XCTAssertEqual(stats.entries, 5)
+        XCTAssertEqual(stats.mapSize, 4 << 20)
+        XCTAssertGreaterThan(stats.usedBytes, 0)
+        XCTAssertLessThanOrEqual(stats.usedBytes, stats.highWaterBytes)
+    }
+
+    func testDeleteTouchAndIterationAcrossChunks() throws {
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 16 << 20)
+        for i in 0..<1300 { try store.put(Self.record("name-\(i).example", failure: i % 3 == 0)) }
+        var n = 0
+        store.forEach { _ in n += 1 }
+        XCTAssertEqual(n, 1300, "more than two chunks of 512, none lost or repeated")
+        XCTAssertEqual(store.touch(["name-1.example": 1e12, "name-2.example": 0, "missing.example": 1e12]), 1,
+                       "only raises lastUsed, only for existing keys")
+        XCTAssertEqual(store.get("name-1.example")?.lastUsed, 1e12)
+        XCTAssertEqual(store.get("name-1.example")?.payload, Self.record("name-1.example").payload, "touch keeps the payload")
+        XCTAssertTrue(store.delete("name-1.example"))
+        XCTAssertFalse(store.delete("name-1.example"))
+        XCTAssertEqual(store.deleteAll { $0.isFailure }, 434)
+        XCTAssertEqual(store.count, 1300 - 434 - 1)
+        XCTAssertEqual(store.deleteAll(), 865)
+        XCTAssertEqual(store.count, 0)
+    }
+
+    func testInvalidKeysAreRefused() throws {
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+        for key in ["", String(repeating: "a", count: 512)] {
+            XCTAssertThrowsError(try store.put(Self.record(key))) { XCTAssertEqual($0 as? LMDBStoreError, .invalidKey(key)) }
+            XCTAssertNil(store.get(key))
+        }
+        XCTAssertNoThrow(try store.put(Self.record(String(repeating: "a", count: 511))))
+    }
+
+    func testConcurrentReadersAndWriters() throws {
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 32 << 20)
+        DispatchQueue.concurrentPerform(iterations: 8) { t in
+            for i in 0..<300 {
+                let key = "t\(t)-\(i % 50).example"
+                if i % 3 == 0 { try? store.put(Self.record(key, payload: 200)) } else { _ = store.get(key) }
+                if i % 100 == 0 { store.touch([key: wallClockSeconds()]) }
+            }
+        }
+        XCTAssertEqual(store.count, 8 * 50)
+    }
+
+    // MARK: Format and rebuilds
+
+    func testOtherFormatVersionIsRebuiltEmpty() throws {
+        do {
+            let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+            try store.put(Self.record("old.example"))
+            store.close()
+        }
+        try rawMetaPut(["format_version": "mxresolved-cache-0"])
+        XCTAssertThrowsError(try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)) {
+            XCTAssertEqual($0 as? LMDBStoreError, .incompatibleFormat(found: "mxresolved-cache-0"), "readers never rebuild")
+        }
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+        XCTAssertEqual(store.rebuiltFromFormat, "mxresolved-cache-0")
+        XCTAssertEqual(store.count, 0)
+        try store.put(Self.record("new.example"))
+        store.close()
+        let again = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+        XCTAssertNil(again.rebuiltFromFormat)
+        XCTAssertNotNil(again.get("new.example"))
+    }
+
+    func testFileThatIsNotLMDBIsRebuilt() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(repeating: 0x5A, count: 20000).write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+        XCTAssertEqual(store.rebuiltFromFormat, "unreadable")
+        XCTAssertNotNil(store.rebuildReason)
+        try store.put(Self.record("a.example"))
+        XCTAssertNotNil(store.get("a.example"))
+    }
+
+    func testCacheLeftOpenBeforeAnotherBootIsRebuiltButCleanCloseIsKept() throws {
+        try XCTSkipIf(LMDBStore.currentBootID() == nil, "no boot id on this system")
+        do {
+            let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+            try store.put(Self.record("kept.example"))
+            store.close()
+        }
+        try rawMetaPut(["boot_id": "another-boot"]) // closed cleanly, then the machine restarted
+        do {
+            let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+            XCTAssertNil(store.rebuildReason)
+            XCTAssertNotNil(store.get("kept.example"))
+            store.close()
+        }
+        try rawMetaPut(["boot_id": "another-boot", "clean": "0"]) // open for writing when the machine died
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+        XCTAssertNotNil(store.rebuildReason)
+        XCTAssertEqual(store.count, 0)
+    }
+
+    // MARK: Read-only
+
+    func testReadOnlyOpenCreatesNothing() throws {
+        XCTAssertThrowsError(try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)) {
+            XCTAssertEqual($0 as? LMDBStoreError, .missing(path: dir))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir))
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [])
+    }
+
+    func testReadOnlyOpenReadsAndRefusesWrites() throws {
+        do {
+            let store = try LMDBStore(directory: dir, mapSizeBytes: 2 << 20)
+            try store.put(Self.record("a.example"))
+            store.close()
+        }
+        let reader = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)
+        XCTAssertEqual(reader.get("a.example")?.key, "a.example")
+        XCTAssertEqual(reader.statistics.mapSize, 2 << 20, "the writer's map size")
+        XCTAssertThrowsError(try reader.put(Self.record("b.example"))) { XCTAssertEqual($0 as? LMDBStoreError, .readOnly) }
+        XCTAssertFalse(reader.delete("a.example"))
+        XCTAssertEqual(reader.deleteAll(), 0)
+    }
+
+    // MARK: A full map
+
+    func testFullMapEvictsExpiredFirstThenLeastRecentlyUsedAndKeepsEveryWrite() throws {
+        try fillPastCapacity(evictingAhead: true)
+    }
+
+    /// Without the headroom kept by evicting ahead, an eviction transaction may itself not fit (LMDB
+    /// copies every page it changes); the last resort then empties the cache. No write is lost.
+    func testMapFullWithoutHeadroomStillKeepsEveryWrite() throws {
+        try fillPastCapacity(evictingAhead: false)
+    }
+
+    func fillPastCapacity(evictingAhead: Bool) throws {
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 256 << 10)
+        store.evictsAhead = evictingAhead
+        let base = wallClockSeconds()
+        let expired = (0..<30).map { "expired-\($0).example" }
+        let old = (0..<30).map { "old-\($0).example" }
+        for k in expired { try store.put(Self.record(k, payload: 400, expiresIn: -100, lastUsed: base + 1_000_000)) }
+        for (j, k) in old.enumerated() { try store.put(Self.record(k, payload: 400, lastUsed: base - 1000 + Double(j))) }
+        let hot = old[0]
+        var firstOldEvictedAt: Int?
+        var written: [String] = []
+        for i in 0..<1500 {
+            let key = "new-\(i).example"
+            try store.put(Self.record(key, payload: 300 + (i % 7) * 50, lastUsed: base + Double(i)))
+            written.append(key)
+            XCTAssertNotNil(store.get(key), "the write that hit the full map is kept: \(key)")
+            store.touch([hot: base + Double(i) + 0.5])
+            if evictingAhead, firstOldEvictedAt == nil, old.dropFirst().contains(where: { store.get($0) == nil }) {
+                firstOldEvictedAt = i
+                XCTAssertTrue(expired.allSatisfy { store.get($0) == nil }, "expired entries go before live ones")
+            }
+        }
+        let stats = store.statistics
+        XCTAssertGreaterThan(stats.evictions, 0)
+        XCTAssertLessThan(store.count, 1500)
+        XCTAssertLessThanOrEqual(stats.usedBytes, 256 << 10)
+        XCTAssertNil(store.get("new-0.example"))
+        try store.put(Self.record("after.example"))
+        XCTAssertNotNil(store.get("after.example"))
+        guard evictingAhead else { return XCTAssertGreaterThan(stats.resets, 0) }
+        XCTAssertEqual(stats.resets, 0, "evicting ahead keeps room for the evictions: \(stats)")
+        XCTAssertNotNil(firstOldEvictedAt)
+        XCTAssertNotNil(store.get(hot), "recently used survives")
+        XCTAssertTrue(old.dropFirst().allSatisfy { store.get($0) == nil }, "least recently used go first")
+        XCTAssertTrue(written.suffix(20).allSatisfy { store.get($0) != nil }, "the newest stay")
+    }
+
+    func testRecordLargerThanTheMapIsAClearErrorAndALargeOneEvictsEverything() throws {
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 256 << 10)
+        for i in 0..<100 { try store.put(Self.record("n-\(i).example", payload: 500)) }
+        XCTAssertThrowsError(try store.put(Self.record("huge.example", payload: 300 << 10))) {
+            guard case .recordTooLarge? = $0 as? LMDBStoreError else { return XCTFail("\($0)") }
+        }
+        try store.put(Self.record("big.example", payload: 150 << 10))
+        XCTAssertEqual(store.get("big.example")?.payload.count, 150 << 10)
+        try store.put(Self.record("after.example"))
+        XCTAssertNotNil(store.get("after.example"))
+    }
+
+    // MARK: SIGKILL during a write storm
+
+    /// The child half of the crash test: writes until killed, printing each committed key.
+    func testCrashChildWriter() throws {
+        guard let dir = ProcessInfo.processInfo.environment[Self.crashChildVariable] else { return }
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 256 << 20)
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<200_000 {
+            let key = "crash-\(i).example.org"
+            try store.put(Self.record(key, payload: Int.random(in: 50...3000, using: &rng)))
+            if i % 64 == 63 { store.touch(["crash-\(i / 2).example.org": wallClockSeconds()]) }
+            let line = Array("ACK \(key)\n".utf8)
+            _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        }
+        sleep(60)
+    }
+
+    func testSIGKILLDuringWriteStormKeepsEveryCommittedEntry() throws {
+        #if os(Linux)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: exe)
+        child.arguments = ["MXIntegrationTests.LMDBStoreTests/testCrashChildWriter"]
+        var env = ProcessInfo.processInfo.environment
+        env[Self.crashChildVariable] = dir
+        child.environment = env
+        let pipe = Pipe()
+        child.standardOutput = pipe
+        child.standardError = FileHandle.nullDevice
+        try child.run()
+
+        let fd = pipe.fileHandleForReading.fileDescriptor
+        var acked: [String] = []
+        var pending: [UInt8] = []
+        var killed = false
+        var checkedReadOnly = false
+        let deadline = wallClockSeconds() + 60
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            pending += chunk[0..<n]
+            while let nl = pending.firstIndex(of: 10) {
+                let line = String(decoding: pending[..<nl], as: UTF8.self)
+                pending.removeSubrange(...nl)
+                if line.hasPrefix("ACK ") { acked.append(String(line.dropFirst(4))) }
+            }
+            if !checkedReadOnly && acked.count >= 500 {
+                // Another process reads the cache while the writer is busy (mxresolvectl's case).
+                let reader = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)
+                XCTAssertNotNil(reader.get(acked[0]))
+                XCTAssertNotNil(reader.get(acked[499]))
+                XCTAssertGreaterThanOrEqual(reader.count, 500)
+                reader.close()
+                checkedReadOnly = true
+            }
+            if !killed && (acked.count >= 3000 || wallClockSeconds() > deadline) {
+                kill(child.processIdentifier, SIGKILL)
+                killed = true
+            }
+        }
+        child.waitUntilExit()
+        XCTAssertTrue(killed)
+        XCTAssertEqual(child.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(child.terminationStatus, SIGKILL)
+        XCTAssertGreaterThanOrEqual(acked.count, 3000)
+        XCTAssertTrue(checkedReadOnly)
+
+        let stat = Process()
+        stat.executableURL = URL(fileURLWithPath: "/usr/bin/mdb_stat")
+        stat.arguments = ["-e", "-a", dir]
+        stat.standardOutput = FileHandle.nullDevice
+        try stat.run()
+        stat.waitUntilExit()
+        XCTAssertEqual(stat.terminationStatus, 0, "mdb_stat reads the file the killed writer left")
+
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 256 << 20)
+        XCTAssertNil(store.rebuildReason)
+        let missing = acked.filter { store.get($0) == nil }
+        XCTAssertEqual(missing, [], "every acknowledged write survives SIGKILL")
+        XCTAssertGreaterThanOrEqual(store.count, acked.count)
+        try store.put(Self.record("after-crash.example"))
+        XCTAssertNotNil(store.get("after-crash.example"))
+        #else
+        throw XCTSkip("uses /proc/self/exe")
+        #endif
+    }
+
+    // MARK: Helpers
+
+    /// Writes keys into the `meta` database directly, as another version (or a crash) would have left them.
+    func rawMetaPut(_ pairs: [String: String]) throws {
+        var env: OpaquePointer?
+        XCTAssertEqual(mdb_env_create(&env), 0)
+        defer { mdb_env_close(env) }
+        mdb_env_set_maxdbs(env, 4)
+        XCTAssertEqual(mdb_env_open(env, dir, 0, 0o640), 0)
+        var txn: OpaquePointer?
+        XCTAssertEqual(mdb_txn_begin(env, nil, 0, &txn), 0)
+        var dbi: MDB_dbi = 0
+        XCTAssertEqual(mdb_dbi_open(txn, "meta", UInt32(MDB_CREATE), &dbi), 0)
+        for (k, v) in pairs {
+            var kb = Array(k.utf8), vb = Array(v.utf8)
+            let rc = kb.withUnsafeMutableBytes { kp in
+                vb.withUnsafeMutableBytes { vp in
+                    var key = MDB_val(mv_size: kp.count, mv_data: kp.baseAddress)
+                    var val = MDB_val(mv_size: vp.count, mv_data: vp.baseAddress)
+                    return mdb_put(txn, dbi, &key, &val, 0)
+                }
+            }
+            XCTAssertEqual(rc, 0)
+        }
+        XCTAssertEqual(mdb_txn_commit(txn), 0)
+    }
+}
