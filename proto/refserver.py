@@ -355,7 +355,9 @@ async def main(argv: List[str]) -> None:
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
     await stop.wait()
+    # Like a draining daemon: keep accepting for a moment, answering shutting_down.
     srv.shutting_down = True
+    await asyncio.sleep(float(os.environ.get("REFSERVER_DRAIN", "0.5")))
     server.close()
     for w in list(srv.conns):
         w.close()

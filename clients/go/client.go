@@ -139,14 +139,26 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	var d net.Dialer
 	for {
 		nc, err := d.DialContext(ctx, "unix", c.opts.Path)
+		retryable := false
 		if err == nil {
-			return c.handshake(ctx, nc)
+			cn, herr := c.handshake(ctx, nc)
+			var lost *errConnLost
+			if herr == nil || !errors.As(herr, &lost) {
+				return cn, herr
+			}
+			// A stopping daemon may still accept and answer shutting_down (or close):
+			// keep trying within the connect window.
+			err, retryable = herr, true
 		}
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx)
 		}
-		retryable := errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN)
+		retryable = retryable || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN)
 		if !retryable || time.Now().Add(delay).After(giveUp) {
+			var lost *errConnLost
+			if errors.As(err, &lost) {
+				return nil, err // reported by Do after its one retry
+			}
 			return nil, &DaemonUnavailableError{Path: c.opts.Path, Err: err}
 		}
 		t := time.NewTimer(delay)

@@ -182,6 +182,24 @@ func TestFakeShuttingDownRetries(t *testing.T) {
 	}
 }
 
+func TestFakeDrainingDaemonDuringReconnect(t *testing.T) {
+	f := newFake(t.TempDir(), "d.sock")
+	defer f.stop()
+	c := New(Options{Path: f.path, PoolSize: 1})
+	defer c.Close()
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	atomic.StoreInt32(&f.shuttingDown, 1)
+	atomic.StoreInt32(&f.helloDrain, 3)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("draining daemon: %v", err)
+	}
+	if n := atomic.LoadInt32(&f.connections); n != 5 {
+		t.Fatalf("connections %d, want 5", n)
+	}
+}
+
 func TestNoDaemon(t *testing.T) {
 	c := New(Options{Path: t.TempDir() + "/none.sock", ConnectRetry: 200 * time.Millisecond})
 	defer c.Close()

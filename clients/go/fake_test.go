@@ -17,6 +17,7 @@ type fakeServer struct {
 	ln           net.Listener
 	closeAfter   int32 // >0: close each connection after this many non-hello requests; -1: never answer
 	shuttingDown int32 // answer the first N requests with shutting_down
+	helloDrain   int32 // answer the first N hellos with shutting_down
 	connections  int32
 	inflight     int32
 	maxInflight  int32
@@ -110,6 +111,10 @@ func (f *fakeServer) answer(line string, send func(string)) {
 	}
 	if verb != "hello" && atomic.AddInt32(&f.shuttingDown, -1) >= 0 {
 		send("err" + idf + " code=shutting_down msg=bye")
+		return
+	}
+	if verb == "hello" && atomic.AddInt32(&f.helloDrain, -1) >= 0 {
+		send("err" + idf + " code=shutting_down msg=draining")
 		return
 	}
 	switch verb {

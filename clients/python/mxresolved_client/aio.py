@@ -136,6 +136,16 @@ class AsyncClient:
 
     async def _open(self, deadline: float) -> _AsyncConnection:
         give_up = min(deadline, time.monotonic() + self.connect_retry)
+        while True:
+            try:
+                return await self._open_once(deadline, give_up)
+            except _ConnectionLost:
+                # A stopping daemon may still accept and answer shutting_down: retry in the window.
+                if time.monotonic() + 0.05 >= give_up:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def _open_once(self, deadline: float, give_up: float) -> _AsyncConnection:
         delay = 0.02
         while True:
             try:

@@ -197,12 +197,22 @@ class Client:
                 raise MxResolvedError("client is closed")
             if self._conn is not None and not self._conn.dead:
                 return self._conn
-            sock = _connect_unix(self.path, deadline, self.connect_retry)
-            try:
-                max_inflight, leftover = self._handshake(sock, deadline)
-            except BaseException:
-                sock.close()
-                raise
+            give_up = min(deadline, time.monotonic() + self.connect_retry)
+            while True:
+                sock = _connect_unix(self.path, deadline, max(0.0, give_up - time.monotonic()))
+                try:
+                    max_inflight, leftover = self._handshake(sock, deadline)
+                    break
+                except _ConnectionLost:
+                    # A daemon that is stopping may still accept (and answer shutting_down or
+                    # close): keep trying within the connect window; the new one will take over.
+                    sock.close()
+                    if time.monotonic() + 0.05 >= give_up:
+                        raise
+                    time.sleep(0.05)
+                except BaseException:
+                    sock.close()
+                    raise
             self._conn = _Connection(sock, max_inflight, leftover)
             return self._conn
 

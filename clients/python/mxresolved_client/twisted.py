@@ -149,18 +149,29 @@ class TwistedClient:
 
     @defer.inlineCallbacks
     def _open(self) -> Any:
+        give_up = self.reactor.seconds() + self.connect_retry
+        while True:
+            try:
+                proto = yield self._open_once(give_up)
+                return proto
+            except _ConnectionLost:
+                # A stopping daemon may still accept and answer shutting_down: retry in the window.
+                if self.reactor.seconds() + 0.05 >= give_up:
+                    raise
+                yield _sleep(self.reactor, 0.05)
+
+    @defer.inlineCallbacks
+    def _open_once(self, give_up: float) -> Any:
         endpoint = UNIXClientEndpoint(self.reactor, self.path, timeout=max(1, int(self.timeout)))
-        waited = 0.0
         delay = 0.02
         while True:
             try:
                 proto = yield connectProtocol(endpoint, MxResolvedProtocol())
                 break
             except (ConnectError, TxConnectionRefused, OSError) as e:
-                if waited + delay > self.connect_retry:
+                if self.reactor.seconds() + delay >= give_up:
                     raise DaemonUnavailable(f"cannot connect to mxresolved at {self.path}: {e}")
                 yield _sleep(self.reactor, delay)
-                waited += delay
                 delay = min(delay * 2, 0.2)
         if self.do_hello:
             rid = self._next_id()

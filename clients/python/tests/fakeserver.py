@@ -15,10 +15,12 @@ HANG = {"hang.example"}
 
 
 class FakeServer:
-    def __init__(self, path: str, close_after: Optional[int] = None, shutting_down: int = 0) -> None:
+    def __init__(self, path: str, close_after: Optional[int] = None, shutting_down: int = 0,
+                 hello_shutting_down: int = 0) -> None:
         self.path = path
         self.close_after = close_after          # close each connection after N non-hello requests
         self.shutting_down = shutting_down      # answer the first N requests with shutting_down
+        self.hello_shutting_down = hello_shutting_down  # answer the first N hellos with shutting_down
         self.requests: List[str] = []
         self.connections = 0
         self.max_seen_inflight = 0
@@ -115,7 +117,10 @@ class FakeServer:
             self.shutting_down -= 1
             send(f"err{idf} code=shutting_down msg=bye")
             return
-        if verb == "hello":
+        if verb == "hello" and self.hello_shutting_down > 0:
+            self.hello_shutting_down -= 1
+            send(f"err{idf} code=shutting_down msg=draining")
+        elif verb == "hello":
             send(f"ok{idf} proto=1 server=fake/0.0.1 max_line=4096 max_inflight=8")
         elif verb == "ping":
             send(f"ok{idf} pong=1")

@@ -143,6 +143,31 @@ def test_shutting_down_retries_once(sockdir):
         srv.stop()
 
 
+def test_draining_daemon_during_reconnect(sockdir):
+    """A stopping daemon still accepts and answers shutting_down, also to hello: the
+    reconnect keeps trying within the connect window instead of giving up."""
+    path = os.path.join(sockdir, "d.sock")
+    srv = FakeServer(path)
+    try:
+        with Client(path, timeout=5) as c:
+            c.ping()
+            srv.shutting_down, srv.hello_shutting_down = 1, 3
+            c.ping()   # shutting_down -> reconnect: 3 draining hellos, the 4th connection works
+            assert srv.connections == 5
+    finally:
+        srv.stop()
+    srv = FakeServer(path, hello_shutting_down=3)
+
+    async def main():
+        async with AsyncClient(path, timeout=5) as ac:
+            await ac.ping()
+    try:
+        asyncio.run(main())
+        assert srv.connections == 4
+    finally:
+        srv.stop()
+
+
 def test_daemon_unavailable(sockdir):
     with Client(os.path.join(sockdir, "nothing.sock"), timeout=1, connect_retry=0.2) as c:
         t0 = time.monotonic()
