@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// A blocking line client for the daemon's socket (used by mxresolvectl and the tests).
-public final class ControlClient {
+/// Use it from one thread at a time (hence `@unchecked Sendable`: it may move between threads).
+public final class ControlClient: @unchecked Sendable {
     public let fd: Int32
     private var buffer: [UInt8] = []
 

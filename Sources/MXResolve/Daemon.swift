@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import Synchronization
 import Logging
 import MXCore
 import MXAdapters
@@ -17,8 +18,7 @@ public final class Daemon: Sendable {
     let service: ResolutionService
     let handler: RequestHandler
     let server: SocketServer
-    private let signalSources = Synchronization.Mutex<[DispatchSourceSignal]>([])
-    private let timer = Synchronization.Mutex<DispatchSourceTimer?>(nil)
+    private let sources = SourceBox()
 
     public init(config: DaemonConfig, logger: Logger) throws {
         self.config = config
@@ -77,13 +77,13 @@ public final class Daemon: Sendable {
         t.schedule(deadline: .now() + 10, repeating: 10)
         t.setEventHandler { [service] in service.flushTouches() }
         t.resume()
-        timer.withLock { $0 = t }
+        sources.set(t)
         for sig in [SIGTERM, SIGINT] {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { [self] in shutdown(signal: sig) }
             s.resume()
-            signalSources.withLock { $0.append(s) }
+            sources.set(s)
         }
         dispatchMain()
     }

@@ -35,6 +35,10 @@ public struct DaemonConfig: Sendable, Equatable {
         public var key: String
         public var reason: String
         public var description: String { "config key '\(key)': \(reason)" }
+        public init(key: String, reason: String) {
+            self.key = key
+            self.reason = reason
+        }
     }
 
     public static let keys: [String] = ["state-dir", "socket", "socket-mode", "admin-group", "dns-server", "dns-timeout-ms",

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MXCore
+import Synchronization
 import MXAdapters
 
 /// The verbs of proto/PROTOCOL.md over a ResolutionService.
@@ -12,7 +13,7 @@ public final class RequestHandler: RequestHandling {
     /// Extra group allowed to change state (besides root and the daemon's own uid).
     let adminGroup: UInt32?
     let ownUID = getuid()
-    public let shuttingDown = Synchronization.Atomic<Bool>(false)
+    public let shuttingDown = Atomic<Bool>(false)
 
     public init(service: ResolutionService, stats: Statistics, store: LMDBStore, adminGroup: UInt32?) {
         self.service = service
@@ -25,12 +26,12 @@ public final class RequestHandler: RequestHandling {
 
     public func handle(line: ArraySlice<UInt8>, peer: PeerCredentials,
                        respond: @escaping @Sendable ([UInt8], Bool) -> Void) -> Bool {
-        stats.requests.add(1, ordering: .relaxed)
+        stats.requests.wrappingAdd(1, ordering: .relaxed)
         let request: Wire.Request
         switch Wire.parse(line) {
         case .success(let r): request = r
         case .failure(let e):
-            stats.protocolErrors.add(1, ordering: .relaxed)
+            stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             respond(Wire.errorLine(code: e.code, message: e.message, id: e.id), e.id == nil)
             return true
         }
@@ -146,16 +147,16 @@ public final class RequestHandler: RequestHandling {
         let wantTrace = request.flag("trace")
         // The hot path: a fresh cached answer is rendered and written on this thread.
         if useCache && !wantTrace, let reply = service.cachedReply(for: name) {
-            stats.hits.add(1, ordering: .relaxed)
-            if reply.source == .stale { stats.stale.add(1, ordering: .relaxed) }
+            stats.hits.wrappingAdd(1, ordering: .relaxed)
+            if reply.source == .stale { stats.stale.wrappingAdd(1, ordering: .relaxed) }
             respond(Render.resolveReply(reply, request: request, trace: false), request.id == nil)
             stats.hitLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
             return
         }
-        stats.misses.add(1, ordering: .relaxed)
+        stats.misses.wrappingAdd(1, ordering: .relaxed)
         let stats = self.stats
         let completion: ResolutionService.Completion = { reply in
-            if reply.failure != nil { stats.errors.add(1, ordering: .relaxed) }
+            if reply.failure != nil { stats.errors.wrappingAdd(1, ordering: .relaxed) }
             respond(Render.resolveReply(reply, request: request, trace: wantTrace), request.id == nil)
             stats.missLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
         }

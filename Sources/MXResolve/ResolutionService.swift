@@ -100,10 +100,10 @@ public final class ResolutionService: Sendable {
             return true
         }
         if !first {
-            stats.coalesced.add(1, ordering: .relaxed)
+            stats.coalesced.wrappingAdd(1, ordering: .relaxed)
             return
         }
-        stats.inflight.add(1, ordering: .relaxed)
+        stats.inflight.wrappingAdd(1, ordering: .relaxed)
         let previous = entry(for: name)
         let t = now()
         var known: WellKnownOutcome?
@@ -119,7 +119,9 @@ public final class ResolutionService: Sendable {
                 // (it would silently switch the name to port 8448): reuse it, as Synapse does.
                 if known == nil, let prevWK = previous?.wellKnown, case .delegated = prevWK.result,
                    let wk = wellKnown(of: result), case .failed(_, _, true) = wk.result,
-                   let prev = previous, CachePolicy.canServeStale(lastGoodExpiresAt: prev.lastGoodExpiresAt ?? 0, now: now(), failureIsTemporary: true) {
+                   let prev = previous,
+                   // Grace is measured from the well-known's own expiry, which reusing it does not extend.
+                   CachePolicy.canServeStale(lastGoodExpiresAt: prev.wellKnownExpiresAt ?? 0, now: now(), failureIsTemporary: true) {
                     logger.info("well-known refresh failed temporarily; keeping the previous delegation",
                                 metadata: ["name": "\(name)"])
                     start(name, previous: previous, known: prevWK)
@@ -162,7 +164,7 @@ public final class ResolutionService: Sendable {
             } else if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
                 logger.warning("resolution failed temporarily; serving the last good answer",
                                metadata: ["name": "\(name)", "code": "\(entry.failure?.code.rawValue ?? "")"])
-                stats.stale.add(1, ordering: .relaxed)
+                stats.stale.wrappingAdd(1, ordering: .relaxed)
                 reply = Reply(serverName: name, entry: entry, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
             } else {
                 reply = Reply(serverName: name, entry: entry, answer: nil, failure: entry.failure, source: .network,
@@ -171,7 +173,7 @@ public final class ResolutionService: Sendable {
         }
         if let f = reply.failure { stats.count(failure: f.code) }
         let waiters = inflight.withLock { $0.removeValue(forKey: name) ?? [] }
-        stats.inflight.sub(1, ordering: .relaxed)
+        stats.inflight.wrappingSubtract(1, ordering: .relaxed)
         for w in waiters { w(reply) }
     }
 
@@ -203,7 +205,7 @@ public final class ResolutionService: Sendable {
             return false
         }
         if already { return }
-        stats.inflight.add(1, ordering: .relaxed)
+        stats.inflight.wrappingAdd(1, ordering: .relaxed)
         start(name, previous: entry(for: name), known: nil)
     }
 

@@ -5,6 +5,13 @@ import Dispatch
 import Synchronization
 import Logging
 
+/// `struct ucred` (pid, uid, gid), which Glibc's module hides behind _GNU_SOURCE.
+struct PeerCred {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
 /// Credentials of a connected peer (SO_PEERCRED).
 public struct PeerCredentials: Sendable {
     public var pid: Int32
@@ -41,7 +48,7 @@ public final class SocketServer: Sendable {
     let ownsPath: Bool
     private let acceptQueue = DispatchQueue(label: "mxresolved.accept")
     private let connectionsTarget = DispatchQueue(label: "mxresolved.connections", attributes: .concurrent)
-    private let listenSource: Mutex<DispatchSourceRead?> = Mutex(nil)
+    private let listenSource = SourceBox()
     private let connections = Mutex<[Int32: Connection]>([:])
 
     /// Binds `path` (replacing a stale socket file, never a live one), mode `mode`.
@@ -83,37 +90,39 @@ public final class SocketServer: Sendable {
     public func start() {
         let source = DispatchSource.makeReadSource(fileDescriptor: listenFD, queue: acceptQueue)
         source.setEventHandler { [self] in acceptAll() }
-        listenSource.withLock { $0 = source }
+        listenSource.set(source)
         source.resume()
     }
 
     private func acceptAll() {
         while true {
-            let fd = accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            let fd = accept(listenFD, nil, nil)
             if fd < 0 {
                 if errno == EMFILE || errno == ENFILE { logger.error("accept: out of file descriptors") }
                 return
             }
-            var cred = ucred()
-            var len = socklen_t(MemoryLayout<ucred>.size)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            var cred = PeerCred()
+            var len = socklen_t(MemoryLayout<PeerCred>.size)
             getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)
             let peer = PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
             let conn = Connection(fd: fd, peer: peer, server: self,
                                   queue: DispatchQueue(label: "mxresolved.conn", target: connectionsTarget))
             connections.withLock { $0[fd] = conn }
-            stats.connections.add(1, ordering: .relaxed)
+            stats.connections.wrappingAdd(1, ordering: .relaxed)
             conn.start()
         }
     }
 
     func closed(_ fd: Int32) {
         connections.withLock { _ = $0.removeValue(forKey: fd) }
-        stats.connections.sub(1, ordering: .relaxed)
+        stats.connections.wrappingSubtract(1, ordering: .relaxed)
     }
 
     /// Stops accepting and removes the socket file; open connections finish what they have.
     public func stopAccepting() {
-        listenSource.withLock { $0?.cancel(); $0 = nil }
+        listenSource.cancelAll()
         if ownsPath, let path { unlink(path) }
     }
 
@@ -230,7 +239,7 @@ final class Connection: @unchecked Sendable {
     }
 
     private func lineTooLong() {
-        server.stats.protocolErrors.add(1, ordering: .relaxed)
+        server.stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
         input.removeAll()
         enqueueOrdered(Wire.errorLine(code: "line_too_long", message: "request line longer than \(Wire.maxLineBytes) bytes; closing", id: nil))
         closeAfterFlush = true
@@ -331,4 +340,12 @@ final class Connection: @unchecked Sendable {
         readSource?.cancel()
         writeSource?.cancel()
     }
+}
+
+/// Holds Dispatch sources (not Sendable) so they live as long as their owner; locked.
+final class SourceBox: @unchecked Sendable {
+    private let lock = Mutex(())
+    private var sources: [any DispatchSourceProtocol] = []
+    func set(_ s: any DispatchSourceProtocol) { lock.withLock { _ in sources.append(s) } }
+    func cancelAll() { lock.withLock { _ in sources.forEach { $0.cancel() }; sources = [] } }
 }

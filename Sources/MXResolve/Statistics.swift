@@ -24,7 +24,13 @@ public final class Statistics: Sendable {
     func count(failure: FailureCode) { byFailure.withLock { $0["failure_\(failure.rawValue)", default: 0] += 1 } }
 
     public func reset() {
-        for a in [requests, hits, misses, stale, coalesced, errors, protocolErrors] { a.store(0, ordering: .relaxed) }
+        requests.store(0, ordering: .relaxed)
+        hits.store(0, ordering: .relaxed)
+        misses.store(0, ordering: .relaxed)
+        stale.store(0, ordering: .relaxed)
+        coalesced.store(0, ordering: .relaxed)
+        errors.store(0, ordering: .relaxed)
+        protocolErrors.store(0, ordering: .relaxed)
         byStep.withLock { $0 = [:] }
         byFailure.withLock { $0 = [:] }
         hitLatency.reset()
@@ -52,18 +58,20 @@ public final class Statistics: Sendable {
 
 /// Latency in power-of-two microsecond buckets; percentiles report the bucket's upper bound.
 public final class LatencyHistogram: Sendable {
-    private let buckets: [Atomic<Int>] = (0..<32).map { _ in Atomic<Int>(0) }
+    private let buckets = Mutex<[Int]>(Array(repeating: 0, count: 32))
+
+    public init() {}
 
     public func record(microseconds: Double) {
         let us = max(1, Int(microseconds))
         let index = min(31, Int.bitWidth - us.leadingZeroBitCount)
-        buckets[index].add(1, ordering: .relaxed)
+        buckets.withLock { $0[index] += 1 }
     }
 
-    public func reset() { for b in buckets { b.store(0, ordering: .relaxed) } }
+    public func reset() { buckets.withLock { $0 = Array(repeating: 0, count: 32) } }
 
     public func percentile(_ p: Double) -> Int {
-        let counts = buckets.map { $0.load(ordering: .relaxed) }
+        let counts = buckets.withLock { $0 }
         let total = counts.reduce(0, +)
         guard total > 0 else { return 0 }
         let rank = Int((Double(total) * p).rounded(.up))

@@ -77,5 +77,8 @@ struct MXResolvedCommand: ParsableCommand {
 }
 
 enum FileHandleStderr {
-    static func write(_ s: String) { fputs(s, stderr) }
+    static func write(_ s: String) {
+        let bytes = Array(s.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
 }

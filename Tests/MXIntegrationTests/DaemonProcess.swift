@@ -3,7 +3,7 @@ import XCTest
 import MXResolve
 
 /// A real `mxresolved` process for end-to-end tests, pointed at the test world.
-final class DaemonProcess {
+final class DaemonProcess: @unchecked Sendable {
     let stateDir: String
     let socketPath: String
     let extraArgs: [String]
@@ -37,11 +37,11 @@ final class DaemonProcess {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.daemonBinary)
         p.arguments = ["--state-dir", stateDir, "--socket", socketPath] + extraArgs
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)!
-        log.seekToEndOfFile()
-        p.standardError = log
-        p.standardOutput = log
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let logHandle = FileHandle(forWritingAtPath: logPath)!
+        logHandle.seekToEndOfFile()
+        p.standardError = logHandle
+        p.standardOutput = logHandle
         try p.run()
         process = p
         let deadline = Date().addingTimeInterval(10)
