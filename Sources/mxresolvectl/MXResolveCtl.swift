@@ -36,6 +36,20 @@ struct MXResolveCtl: ParsableCommand {
         abstract: "Query and manage mxresolved, the Matrix server-name resolver.",
         discussion: "Exit codes: 0 resolved/ok, 1 resolution failed, 2 usage error, 3 daemon not running.",
         subcommands: [Query.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self])
+
+    /// ArgumentParser exits 64 (EX_USAGE) on bad usage; resolvectl and unbound-control users expect 2.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error).rawValue == 64 {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 func send(_ client: ControlClient, _ line: String) throws -> [String] {

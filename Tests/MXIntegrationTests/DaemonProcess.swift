@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import MXResolve
+import Synchronization
 
 /// A real `mxresolved` process for end-to-end tests, pointed at the test world.
 final class DaemonProcess: @unchecked Sendable {
@@ -20,11 +21,15 @@ final class DaemonProcess: @unchecked Sendable {
         return url.path
     }()
 
+    private static let counter = Mutex(0)
+    static func nextIndex() -> Int { counter.withLock { $0 += 1; return $0 } }
+
     static var daemonBinary: String { "\(binDir)/mxresolved" }
     static var ctlBinary: String { "\(binDir)/mxresolvectl" }
 
     init(world: TestWorld, name: String, socketPath: String? = nil, extraArgs: [String] = []) {
-        stateDir = "\(TestWorld.repoRoot)/.testworld/daemons/\(name)-\(getpid())"
+        // Short: a Unix socket path has at most 107 bytes.
+        stateDir = "/tmp/mxrt-\(getpid())/\(DaemonProcess.nextIndex())-\(name.prefix(24))"
         try? FileManager.default.removeItem(atPath: stateDir)
         try? FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         self.socketPath = socketPath ?? "\(stateDir)/mxresolved.sock"
