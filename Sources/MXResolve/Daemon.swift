@@ -42,7 +42,9 @@ public final class Daemon: Sendable {
         settings.resolutionTimeoutMs = config.resolutionTimeoutMs
         let resolver = ServerResolver(backend: backend, settings: settings)
         service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger)
-        handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID)
+        let backend = self.backend
+        handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID,
+                                 upstream: { backend.counterSnapshot.fields }, resetUpstream: { backend.resetCounters() })
 
         // systemd socket activation: fd 3 is ours when LISTEN_PID is this process.
         if let fds = getenv("LISTEN_FDS").map({ String(cString: $0) }), Int(fds) ?? 0 >= 1,
@@ -68,6 +70,12 @@ public final class Daemon: Sendable {
     /// Serves until SIGTERM/SIGINT, then shuts down cleanly and exits.
     public func run() -> Never {
         signal(SIGPIPE, SIG_IGN)
+        // Every worker holds a connection: lift the soft descriptor limit to the hard one.
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
         server.start()
         logger.info("mxresolved \(Wire.serverVersion) listening", metadata: [
             "socket": "\(config.socketPath)", "cache": "\(config.cacheDir)",

@@ -15,7 +15,14 @@ public final class RequestHandler: RequestHandling {
     let ownUID = getuid()
     public let shuttingDown = Atomic<Bool>(false)
 
-    public init(service: ResolutionService, stats: Statistics, store: LMDBStore, adminGroup: UInt32?) {
+    /// Upstream counters (DNS queries and well-known fetches by outcome) and their reset.
+    let upstream: @Sendable () -> [(String, Int)]
+    let resetUpstream: @Sendable () -> Void
+
+    public init(service: ResolutionService, stats: Statistics, store: LMDBStore, adminGroup: UInt32?,
+                upstream: @escaping @Sendable () -> [(String, Int)] = { [] }, resetUpstream: @escaping @Sendable () -> Void = {}) {
+        self.upstream = upstream
+        self.resetUpstream = resetUpstream
         self.service = service
         self.stats = stats
         self.store = store
@@ -119,6 +126,7 @@ public final class RequestHandler: RequestHandling {
             }
         case "reset-statistics":
             stats.reset()
+            resetUpstream()
             respond(Wire.LineBuilder("ok", id: id).line(), ordered)
         default:
             error("unknown_verb", "unknown verb")
@@ -128,7 +136,9 @@ public final class RequestHandler: RequestHandling {
 
     func storeFields() -> [(String, Int)] {
         let s = store.statistics
-        return [("cache_entries", s.entries), ("cache_bytes", s.usedBytes), ("cache_map_bytes", s.mapSize)]
+        let wire = upstream().map { (key: String, value: Int) in (key.replacingOccurrences(of: ".", with: "_"), value) }
+        return wire + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries), ("cache_bytes", s.usedBytes),
+                       ("cache_map_bytes", s.mapSize), ("cache_evictions", s.evictions)]
     }
 
     func mayChangeState(_ peer: PeerCredentials) -> Bool {

@@ -317,4 +317,36 @@ final class DaemonTests: XCTestCase {
         let missing = names.filter { !cached.contains($0) }
         XCTAssertEqual(missing.count, 0, "acknowledged but lost: \(missing.prefix(5)) of \(names.count)")
     }
+
+    // MARK: Bounded cache
+
+    func testSmallMapEvictsInsteadOfFailing() throws {
+        daemon.stop()
+        daemon = DaemonProcess(world: Self.world, name: "smallmap", extraArgs: ["--cache-map-size-mb", "1"])
+        try daemon.start()
+        let client = try daemon.client()
+        for i in 0..<6_000 {
+            let r = ResponseLine(try client.request("resolve 1.\(i / 250).\(i % 250).1").last!)
+            XCTAssertEqual(r["step"], "1", "write \(i) answered: \(r.fields)")
+            if r["step"] != "1" { break }
+        }
+        let stats = try daemon.ask("statistics")
+        XCTAssertGreaterThan(Int(stats["cache_evictions"] ?? "0") ?? 0, 0, "the 1 MiB map filled and evicted: \(stats.fields)")
+        XCTAssertLessThan(Int(stats["cache_entries"] ?? "0") ?? 0, 6_000)
+        XCTAssertEqual(try daemon.ask("resolve 1.23.249.1")["source"], "cache", "the newest entry survived")
+        XCTAssertFalse(daemon.log().contains("cache write failed"), daemon.log())
+    }
+
+    func testStatisticsCountUpstreamTrafficByOutcome() throws {
+        _ = try daemon.ask("resolve wk-port.test")
+        _ = try daemon.ask("resolve srv-servfail.test")
+        let s = try daemon.ask("statistics")
+        for key in ["requests", "hits", "misses", "stale", "coalesced", "inflight", "hit_latency_p50_us", "miss_latency_p99_us",
+                    "dns_queries_ok", "dns_queries_servfail", "cache_entries", "cache_bytes"] {
+            XCTAssertNotNil(s[key], "statistics has \(key): \(s.fields.map(\.key))")
+        }
+        XCTAssertGreaterThan(Int(s["dns_queries_servfail"] ?? "0") ?? 0, 0)
+        XCTAssertEqual(s["step_3_2"], "1")
+        XCTAssertEqual(s["failure_dns_servfail"], "1")
+    }
 }

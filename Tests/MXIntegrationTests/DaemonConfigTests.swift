@@ -1,0 +1,82 @@
+import Foundation
+import XCTest
+import MXResolve
+
+final class DaemonConfigTests: XCTestCase {
+    func testConfigFileKeysAndErrorsNameTheKeyAndReason() throws {
+        var c = DaemonConfig()
+        try c.load(file: """
+        # resolver sidecar
+        dns-server = 127.0.0.53:53
+        dns-server = [::1]:5353
+        allow-ip = 127.0.0.0/8   # test world
+        socket-mode = 0600
+        cache-map-size-mb = 64
+        """, path: "t.conf")
+        XCTAssertEqual(c.dnsServers, ["127.0.0.53:53", "[::1]:5353"])
+        XCTAssertEqual(c.allowIP, ["127.0.0.0/8"])
+        XCTAssertEqual(c.socketMode, 0o600)
+        XCTAssertEqual(c.cacheMapSizeMB, 64)
+        let bad: [(String, String, String)] = [
+            ("dns-server = nonsense", "dns-server", "is not ADDR"),
+            ("allow-ip = 10.0.0.0/99", "allow-ip", "is not an address range"),
+            ("dns-tries = 0", "dns-tries", "whole number in 1...10"),
+            ("frobnicate = 1", "frobnicate", "unknown key"),
+            ("just words", "t.conf:1", "expected 'key = value'"),
+            ("socket-mode = 999", "socket-mode", "octal"),
+        ]
+        for (text, key, reason) in bad {
+            var d = DaemonConfig()
+            XCTAssertThrowsError(try d.load(file: text, path: "t.conf")) { error in
+                let p = error as! DaemonConfig.Problem
+                XCTAssertEqual(p.key, key, text)
+                XCTAssertTrue(p.reason.contains(reason), "\(text): \(p.reason)")
+            }
+        }
+    }
+
+    func testDaemonRefusesBadConfigAtStartAndHelpListsEveryKey() throws {
+        let dir = "/tmp/mxrt-cfg-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "dns-tries = many\n".write(toFile: "\(dir)/bad.conf", atomically: true, encoding: .utf8)
+        let (rc, _, err) = try runCommand(DaemonProcess.daemonBinary, ["--config", "\(dir)/bad.conf", "--state-dir", dir])
+        XCTAssertEqual(rc, 2)
+        XCTAssertTrue(err.contains("config key 'dns-tries'"), err)
+        let (rc2, _, err2) = try runCommand(DaemonProcess.daemonBinary, ["--allow-ip", "banana", "--state-dir", dir])
+        XCTAssertEqual(rc2, 2)
+        XCTAssertTrue(err2.contains("'allow-ip'"), err2)
+        let (_, help, _) = try runCommand(DaemonProcess.daemonBinary, ["--help"])
+        for key in DaemonConfig.keys { XCTAssertTrue(help.contains("--\(key)"), "--help lists --\(key)") }
+    }
+
+    /// systemd socket activation: the listening socket arrives as fd 3 with LISTEN_FDS/LISTEN_PID.
+    func testSocketActivation() throws {
+        let world = TestWorld.standard
+        let dir = "/tmp/mxrt-sa-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let sock = "\(dir)/activated.sock"
+        unlink(sock)
+        // python stands in for systemd: bind, put the socket on fd 3, exec the daemon in the same pid.
+        let launcher = """
+        import os, socket, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(sys.argv[1]); s.listen(16)
+        os.dup2(s.fileno(), 3); os.set_inheritable(3, True)
+        os.environ["LISTEN_FDS"] = "1"; os.environ["LISTEN_PID"] = str(os.getpid())
+        os.execv(sys.argv[2], [sys.argv[2]] + sys.argv[3:])
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", launcher, sock, DaemonProcess.daemonBinary, "--state-dir", dir, "--socket", "\(dir)/unused.sock"] + world.daemonArgs
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        var client: ControlClient?
+        for _ in 0..<200 where client == nil {
+            client = try? ControlClient(path: sock)
+            if client == nil { usleep(25_000) }
+        }
+        let c = try XCTUnwrap(client)
+        XCTAssertEqual(ResponseLine(try c.request("resolve wk-port.test").last!)["step"], "3.2")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/unused.sock"), "no socket of its own was bound")
+    }
+}
