@@ -15,6 +15,8 @@ public struct CacheEntry: Codable, Sendable, Equatable {
     /// The well-known's own state and lifetime: reused (not refetched) while fresh.
     public var wellKnown: WellKnownOutcome?
     public var wellKnownExpiresAt: Double?
+    /// When the well-known was last fetched (its refresh-ahead window starts at 80 % of its lifetime).
+    public var wellKnownFetchedAt: Double?
     /// Consecutive failed well-known fetches (drives its back-off).
     public var wellKnownFailures: Int
     /// Consecutive failed resolutions of the whole name (drives its back-off; 0 after a success).
@@ -34,6 +36,16 @@ public struct CacheEntry: Codable, Sendable, Equatable {
     }
 
     public var isFailure: Bool { failure != nil }
+
+    /// The remembered well-known result, if a resolution at `now` may reuse it instead of
+    /// refetching: fresh and, for a delegation, not yet in the last fifth of its lifetime (so refresh-ahead refetches it).
+    public func reusableWellKnown(now: Double) -> WellKnownOutcome? {
+        guard let wk = wellKnown, let until = wellKnownExpiresAt, now < until else { return nil }
+        // A remembered failure is retried when its back-off ends, not earlier.
+        if !wk.result.isFailure,
+           CachePolicy.shouldRefreshAhead(fetchedAt: wellKnownFetchedAt ?? fetchedAt, expiresAt: until, now: now) { return nil }
+        return wk
+    }
 
     public func encoded() -> [UInt8] {
         let encoder = JSONEncoder()
@@ -58,8 +70,10 @@ public enum CacheUpdate {
         case .success(var answer):
             answer.trace = []
             var wkExpires = previous?.wellKnownExpiresAt
+            var wkFetched = previous?.wellKnownFetchedAt
             var wkFailures = previous?.wellKnownFailures ?? 0
             if !usedCachedWellKnown, let wk = answer.wellKnown {
+                wkFetched = now
                 switch wk.result {
                 case .delegated:
                     wkFailures = 0
@@ -77,14 +91,16 @@ public enum CacheUpdate {
             }()
             let lifetime = CachePolicy.answerLifetime(wellKnown: wkRemaining, srvTTL: answer.srvTTL, addressTTL: answer.addressTTL)
             return CacheEntry(serverName: serverName, outcome: .answer(answer), fetchedAt: now, expiresAt: now + lifetime,
-                              wellKnown: answer.wellKnown, wellKnownExpiresAt: wkExpires, wellKnownFailures: wkFailures,
+                              wellKnown: answer.wellKnown, wellKnownExpiresAt: wkExpires, wellKnownFetchedAt: wkFetched, wellKnownFailures: wkFailures,
                               consecutiveFailures: 0, lastGood: answer, lastGoodExpiresAt: now + lifetime)
         case .failure(var failure):
             failure.trace = []
             let failures = (previous?.consecutiveFailures ?? 0) + 1
             var wkExpires = previous?.wellKnownExpiresAt
+            var wkFetched = previous?.wellKnownFetchedAt
             var wkFailures = previous?.wellKnownFailures ?? 0
             if !usedCachedWellKnown, let wk = failure.wellKnown {
+                wkFetched = now
                 switch wk.result {
                 case .delegated:
                     wkFailures = 0
@@ -97,7 +113,7 @@ public enum CacheUpdate {
             let lifetime = CachePolicy.failureLifetime(consecutiveFailures: failures, negativeTTL: failure.negativeTTL, jitter: jitter)
             return CacheEntry(serverName: serverName, outcome: .failure(failure),
                               fetchedAt: now, expiresAt: now + lifetime,
-                              wellKnown: failure.wellKnown ?? previous?.wellKnown, wellKnownExpiresAt: wkExpires,
+                              wellKnown: failure.wellKnown ?? previous?.wellKnown, wellKnownExpiresAt: wkExpires, wellKnownFetchedAt: wkFetched,
                               wellKnownFailures: wkFailures, consecutiveFailures: failures,
                               lastGood: previous?.lastGood, lastGoodExpiresAt: previous?.lastGoodExpiresAt)
         }

@@ -107,7 +107,7 @@ public final class ResolutionService: Sendable {
         let previous = entry(for: name)
         let t = now()
         var known: WellKnownOutcome?
-        if !fresh, let prev = previous, let wk = prev.wellKnown, let until = prev.wellKnownExpiresAt, t < until { known = wk }
+        if !fresh { known = previous?.reusableWellKnown(now: t) }
         start(name, previous: previous, known: known)
     }
 

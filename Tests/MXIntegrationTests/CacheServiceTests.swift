@@ -1,0 +1,177 @@
+import Foundation
+import XCTest
+import Synchronization
+import Logging
+import MXCore
+import MXAdapters
+@testable import MXResolve
+
+/// The cache service's rules over time: a scripted backend (whose answers change during a test),
+/// a controllable clock, and a real LMDB store. Real-server behaviour is in DaemonTests.
+final class CacheServiceTests: XCTestCase {
+    final class ScriptedBackend: LookupBackend {
+        struct World: Sendable {
+            var srv: [String: Result<[SRVRecord], DNSError>] = [:]
+            var addresses: [String: Result<AddressSet, DNSError>] = [:]
+            var https: [String: Result<HTTPSResponse, HTTPSError>] = [:]
+        }
+        let world = Mutex(World())
+        let clock: Clock
+        let gets = Mutex<[(url: String, at: Double)]>([])
+        init(clock: Clock) { self.clock = clock }
+
+        func querySRV(_ name: String, completion: @escaping @Sendable (Result<[SRVRecord], DNSError>) -> Void) {
+            completion(world.withLock { $0.srv[name] } ?? .failure(.nxdomain(negativeTTL: nil)))
+        }
+        func queryAddresses(_ host: String, completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {
+            completion(world.withLock { $0.addresses[host] } ?? .failure(.nxdomain(negativeTTL: nil)))
+        }
+        func httpsGet(_ request: HTTPSRequest, completion: @escaping @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void) {
+            let t = clock.now
+            gets.withLock { $0.append((request.url, t)) }
+            completion(world.withLock { $0.https[request.url] } ?? .failure(.connect("refused")))
+        }
+        func getTimes(_ host: String) -> [Double] {
+            gets.withLock { $0.filter { $0.url == "https://\(host)/.well-known/matrix/server" }.map(\.at) }
+        }
+    }
+
+    final class Clock: Sendable {
+        private let t = Mutex(1_800_000_000.0)
+        var now: Double { t.withLock { $0 } }
+        func advance(_ s: Double) { t.withLock { $0 += s } }
+    }
+
+    var clock: Clock!
+    var backend: ScriptedBackend!
+    var service: ResolutionService!
+    var dir: String!
+
+    override func setUpWithError() throws {
+        clock = Clock()
+        backend = ScriptedBackend(clock: clock)
+        dir = "/tmp/mxrt-svc-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 16 << 20)
+        let c = clock!
+        let settings = ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: []), now: { c.now })
+        service = ResolutionService(resolver: ServerResolver(backend: backend, settings: settings), store: store,
+                                    stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func set(_ change: (inout ScriptedBackend.World) -> Void) { backend.world.withLock { change(&$0) } }
+
+    /// What a worker gets now: a cached reply, or a network one.
+    func ask(_ name: String) -> ResolutionService.Reply {
+        if let hit = service.cachedReply(for: name) { return hit }
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<ResolutionService.Reply?>(nil)
+        service.resolve(name) { r in box.withLock { $0 = r }; done.signal() }
+        XCTAssertEqual(done.wait(timeout: .now() + 5), .success)
+        return box.withLock { $0 }!
+    }
+
+    static func a(_ ip: String, ttl: UInt32) -> Result<AddressSet, DNSError> {
+        .success(AddressSet(ipv6: [], ipv4: [ResolvedAddress(address: IPAddress(ip)!, ttl: ttl)]))
+    }
+    static func wellKnown(_ body: String, headers: [HTTPHeader] = []) -> Result<HTTPSResponse, HTTPSError> {
+        .success(HTTPSResponse(status: 200, headers: headers, body: Array(body.utf8)))
+    }
+
+    func testFailingWellKnownIsRefetchedNoMoreOftenThanTheBackOffAndASuccessResetsIt() {
+        set { $0.addresses["down.test"] = Self.a("1.2.3.4", ttl: 30) }   // step 6 answer lives 30 s
+        // Two simulated hours of a busy name, asked every 5 s.
+        for _ in 0..<(2 * 3600 / 5) {
+            XCTAssertEqual(ask("down.test").answer?.step, .defaultPort)
+            clock.advance(5)
+        }
+        let times = backend.getTimes("down.test")
+        XCTAssertGreaterThanOrEqual(times.count, 5, "retries keep happening")
+        XCTAssertLessThanOrEqual(times.count, 9, "60 s, 2, 4, 8, 16, 32 min, then hourly: \(times.count) fetches")
+        var expected = CachePolicy.failureFirstDelay
+        for (i, gap) in zip(times, times.dropFirst()).map({ $1 - $0 }).enumerated() {
+            XCTAssertGreaterThanOrEqual(gap, expected * (1 - CachePolicy.failureJitter), "gap \(i) = \(gap) s")
+            XCTAssertLessThanOrEqual(gap, min(expected, CachePolicy.failureMaxDelay) * (1 + CachePolicy.failureJitter) + 35, "gap \(i)")
+            expected = min(expected * 2, CachePolicy.failureMaxDelay)
+        }
+        // The well-known comes back: a success resets the back-off to its first delay.
+        set { $0.https["https://down.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"up.test:443"}"#,
+                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=300")])
+              $0.addresses["up.test"] = Self.a("5.6.7.8", ttl: 3600) }
+        clock.advance(3700)
+        XCTAssertEqual(ask("down.test").answer?.step, .delegatedExplicitPort)
+        XCTAssertEqual(service.entry(for: "down.test")?.wellKnownFailures, 0)
+    }
+
+    func testTemporaryFailureKeepsTheLastGoodDelegationForTheGraceThenFallsBack() {
+        set {
+            $0.https["https://good.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
+                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=600")])
+            $0.addresses["deleg.test"] = Self.a("1.2.3.5", ttl: 3600)
+            $0.addresses["good.test"] = Self.a("1.2.3.6", ttl: 3600)
+        }
+        let first = ask("good.test")
+        XCTAssertEqual(first.answer?.step, .delegatedExplicitPort)
+        XCTAssertEqual(first.expiresIn, 600, "the well-known's max-age bounds the answer")
+        // The well-known host goes down (connection refused: temporary).
+        set { $0.https["https://good.test/.well-known/matrix/server"] = .failure(.connect("refused")) }
+        clock.advance(700)
+        let during = ask("good.test")
+        XCTAssertEqual(during.answer?.step, .delegatedExplicitPort, "still the delegation inside the grace")
+        XCTAssertEqual(backend.getTimes("good.test").count, 2, "and the refetch was tried")
+        clock.advance(CachePolicy.staleGraceLimit)
+        let after = ask("good.test")
+        XCTAssertEqual(after.answer?.step, .defaultPort, "grace over: the spec's step 6")
+    }
+
+    func testPermanentWellKnownFailureReplacesTheDelegationAtOnce() {
+        set {
+            $0.https["https://perm.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
+                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=600")])
+            $0.addresses["deleg.test"] = Self.a("1.2.3.5", ttl: 3600)
+            $0.addresses["perm.test"] = Self.a("1.2.3.7", ttl: 3600)
+        }
+        XCTAssertEqual(ask("perm.test").answer?.step, .delegatedExplicitPort)
+        set { $0.https["https://perm.test/.well-known/matrix/server"] = .success(HTTPSResponse(status: 404, headers: [], body: [])) }
+        clock.advance(700)
+        XCTAssertEqual(ask("perm.test").answer?.step, .defaultPort)
+    }
+
+    func testRefreshAheadStartsInTheLastFifthOfTheLifetime() {
+        set {
+            $0.https["https://busy.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
+                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=1000")])
+            $0.addresses["deleg.test"] = Self.a("1.2.3.5", ttl: 3600)
+            $0.addresses["busy.test"] = Self.a("1.2.3.8", ttl: 3600)
+        }
+        XCTAssertEqual(ask("busy.test").source, .network)
+        clock.advance(790)
+        XCTAssertEqual(ask("busy.test").source, .cache)
+        usleep(100_000)
+        XCTAssertEqual(backend.getTimes("busy.test").count, 1, "no refresh before 80 % of the lifetime")
+        clock.advance(20)
+        XCTAssertEqual(ask("busy.test").source, .cache, "the hit is answered at once")
+        let deadline = Date().addingTimeInterval(3)
+        while backend.getTimes("busy.test").count < 2 && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(backend.getTimes("busy.test").count, 2, "a background refresh ran")
+        while service.inflightCount > 0 && Date() < deadline { usleep(10_000) }
+        XCTAssertGreaterThan(ask("busy.test").expiresIn, 900, "the refreshed answer has a new lifetime")
+    }
+
+    func testFailedResolutionIsCachedWithBackOffAndNXDOMAINUsesTheNegativeTTL() {
+        set { $0.srv["_matrix-fed._tcp.sf.test"] = .failure(.servfail) }
+        XCTAssertEqual(ask("sf.test").failure?.code, .dnsServfail)
+        clock.advance(30)
+        let cached = ask("sf.test")
+        XCTAssertEqual(cached.source, .cache)
+        XCTAssertEqual(cached.failure?.code, .dnsServfail)
+        clock.advance(60 * 1.2 + 1)
+        XCTAssertEqual(ask("sf.test").source, .network)
+
+        set { $0.addresses["gone.test"] = .failure(.nxdomain(negativeTTL: 900)) }
+        XCTAssertEqual(ask("gone.test").failure?.code, .noAddress)
+        clock.advance(800)
+        XCTAssertEqual(ask("gone.test").source, .cache, "the SOA's negative TTL is honoured")
+    }
+}
