@@ -63,58 +63,53 @@ public struct CacheEntry: Codable, Sendable, Equatable {
 public enum CacheUpdate {
     public static let temporaryCodes: Set<FailureCode> = [.dnsTimeout, .dnsServfail, .dnsRefused, .dnsError, .timeout]
 
-    /// `jitter` is in [-1, 1]. Returns the new entry and whether the reply is the stale last good answer.
+    /// The well-known's own remembered state: when it expires, when it was fetched, how many
+    /// fetches in a row failed. Renewed only when this resolution really fetched it.
+    struct WellKnownMemory {
+        var expiresAt: Double?
+        var fetchedAt: Double?
+        var failures: Int
+
+        init(previous: CacheEntry?, fetched: WellKnownOutcome?, now: Double, jitter: Double) {
+            expiresAt = previous?.wellKnownExpiresAt
+            fetchedAt = previous?.wellKnownFetchedAt
+            failures = previous?.wellKnownFailures ?? 0
+            guard let wk = fetched else { return }
+            fetchedAt = now
+            switch wk.result {
+            case .delegated:
+                failures = 0
+                expiresAt = now + CachePolicy.wellKnownLifetime(headerLifetime: wk.headerLifetime, jitter: jitter)
+            case .failed:
+                failures += 1
+                expiresAt = now + CachePolicy.failureDelay(consecutiveFailures: failures, jitter: jitter)
+            }
+        }
+    }
+
+    /// `jitter` is in [-1, 1]. Returns the name's new entry.
     public static func apply(serverName: String, previous: CacheEntry?, result: Result<Resolution, ResolutionFailure>,
                              usedCachedWellKnown: Bool, now: Double, jitter: Double) -> CacheEntry {
         switch result {
         case .success(var answer):
             answer.trace = []
-            var wkExpires = previous?.wellKnownExpiresAt
-            var wkFetched = previous?.wellKnownFetchedAt
-            var wkFailures = previous?.wellKnownFailures ?? 0
-            if !usedCachedWellKnown, let wk = answer.wellKnown {
-                wkFetched = now
-                switch wk.result {
-                case .delegated:
-                    wkFailures = 0
-                    wkExpires = now + CachePolicy.wellKnownLifetime(headerLifetime: wk.headerLifetime, jitter: jitter)
-                case .failed:
-                    wkFailures += 1
-                    wkExpires = now + CachePolicy.failureDelay(consecutiveFailures: wkFailures, jitter: jitter)
-                }
-            }
-            // Answers that did not involve a well-known (IP literal, explicit port) use DNS TTLs only.
-            let wkRemaining: Double? = {
-                guard let exp = wkExpires, answer.wellKnown != nil else { return nil }
-                if case .failed? = answer.wellKnown?.result { return nil } // failure memory is not a success lifetime
-                return max(0, exp - now)
-            }()
+            let wk = WellKnownMemory(previous: previous, fetched: usedCachedWellKnown ? nil : answer.wellKnown, now: now, jitter: jitter)
+            // Only a delegation bounds the answer's lifetime: a remembered failure is not a success lifetime,
+            // and answers without a well-known (IP literal, explicit port) follow their DNS TTLs.
+            var wkRemaining: Double?
+            if case .delegated? = answer.wellKnown?.result, let until = wk.expiresAt { wkRemaining = max(0, until - now) }
             let lifetime = CachePolicy.answerLifetime(wellKnown: wkRemaining, srvTTL: answer.srvTTL, addressTTL: answer.addressTTL)
             return CacheEntry(serverName: serverName, outcome: .answer(answer), fetchedAt: now, expiresAt: now + lifetime,
-                              wellKnown: answer.wellKnown, wellKnownExpiresAt: wkExpires, wellKnownFetchedAt: wkFetched, wellKnownFailures: wkFailures,
-                              consecutiveFailures: 0, lastGood: answer, lastGoodExpiresAt: now + lifetime)
+                              wellKnown: answer.wellKnown, wellKnownExpiresAt: wk.expiresAt, wellKnownFetchedAt: wk.fetchedAt,
+                              wellKnownFailures: wk.failures, consecutiveFailures: 0, lastGood: answer, lastGoodExpiresAt: now + lifetime)
         case .failure(var failure):
             failure.trace = []
             let failures = (previous?.consecutiveFailures ?? 0) + 1
-            var wkExpires = previous?.wellKnownExpiresAt
-            var wkFetched = previous?.wellKnownFetchedAt
-            var wkFailures = previous?.wellKnownFailures ?? 0
-            if !usedCachedWellKnown, let wk = failure.wellKnown {
-                wkFetched = now
-                switch wk.result {
-                case .delegated:
-                    wkFailures = 0
-                    wkExpires = now + CachePolicy.wellKnownLifetime(headerLifetime: wk.headerLifetime, jitter: jitter)
-                case .failed:
-                    wkFailures += 1
-                    wkExpires = now + CachePolicy.failureDelay(consecutiveFailures: wkFailures, jitter: jitter)
-                }
-            }
+            let wk = WellKnownMemory(previous: previous, fetched: usedCachedWellKnown ? nil : failure.wellKnown, now: now, jitter: jitter)
             let lifetime = CachePolicy.failureLifetime(consecutiveFailures: failures, negativeTTL: failure.negativeTTL, jitter: jitter)
-            return CacheEntry(serverName: serverName, outcome: .failure(failure),
-                              fetchedAt: now, expiresAt: now + lifetime,
-                              wellKnown: failure.wellKnown ?? previous?.wellKnown, wellKnownExpiresAt: wkExpires, wellKnownFetchedAt: wkFetched,
-                              wellKnownFailures: wkFailures, consecutiveFailures: failures,
+            return CacheEntry(serverName: serverName, outcome: .failure(failure), fetchedAt: now, expiresAt: now + lifetime,
+                              wellKnown: failure.wellKnown ?? previous?.wellKnown, wellKnownExpiresAt: wk.expiresAt,
+                              wellKnownFetchedAt: wk.fetchedAt, wellKnownFailures: wk.failures, consecutiveFailures: failures,
                               lastGood: previous?.lastGood, lastGoodExpiresAt: previous?.lastGoodExpiresAt)
         }
     }
