@@ -41,7 +41,8 @@ public final class Daemon: Sendable {
         settings.wellKnownTotalTimeoutMs = config.wellKnownTimeoutMs
         settings.resolutionTimeoutMs = config.resolutionTimeoutMs
         let resolver = ServerResolver(backend: backend, settings: settings)
-        service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger)
+        service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger,
+                                    memoryLimit: config.memoryCacheEntries)
         let backend = self.backend
         handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID,
                                  upstream: { backend.counterSnapshot.fields }, resetUpstream: { backend.resetCounters() })

@@ -20,6 +20,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var allowIP: [String] = []
     public var denyIP: [String] = []
     public var cacheMapSizeMB = 256
+    public var memoryCacheEntries = 100_000
     public var maxDNSInFlight = 64
     public var maxHTTPSInFlight = 128
     public var wellKnownTimeoutMs = 10_000
@@ -42,7 +43,7 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public static let keys: [String] = ["state-dir", "socket", "socket-mode", "admin-group", "dns-server", "dns-timeout-ms",
-                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb",
+                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb", "memory-cache-entries",
                                         "max-dns-inflight", "max-https-inflight", "wellknown-timeout-ms",
                                         "resolution-timeout-ms", "log-level"]
 
@@ -76,6 +77,7 @@ public struct DaemonConfig: Sendable, Equatable {
             guard CIDR(value) != nil else { throw Problem(key: key, reason: "'\(value)' is not an address range like 10.0.0.0/8 or fd00::/8") }
             denyIP.append(value)
         case "cache-map-size-mb": cacheMapSizeMB = try int(1...1_048_576)
+        case "memory-cache-entries": memoryCacheEntries = try int(100...100_000_000)
         case "max-dns-inflight": maxDNSInFlight = try int(1...10_000)
         case "max-https-inflight": maxHTTPSInFlight = try int(1...10_000)
         case "wellknown-timeout-ms": wellKnownTimeoutMs = try int(100...120_000)

@@ -137,7 +137,8 @@ public final class RequestHandler: RequestHandling {
     func storeFields() -> [(String, Int)] {
         let s = store.statistics
         let wire = upstream().map { (key: String, value: Int) in (key.replacingOccurrences(of: ".", with: "_"), value) }
-        return wire + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries), ("cache_bytes", s.usedBytes),
+        return wire + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries),
+                       ("cache_memory_entries", service.memoryCount), ("cache_bytes", s.usedBytes),
                        ("cache_map_bytes", s.mapSize), ("cache_evictions", s.evictions)]
     }
 

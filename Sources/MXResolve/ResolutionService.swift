@@ -38,8 +38,12 @@ public final class ResolutionService: Sendable {
     private let writer = DispatchQueue(label: "mxresolved.cache-writer")
     private let work = DispatchQueue(label: "mxresolved.resolutions", attributes: .concurrent)
 
-    public init(resolver: ServerResolver, store: LMDBStore, stats: Statistics, logger: Logger,
+    /// Decoded entries kept in memory at most; LMDB holds every entry regardless.
+    let memoryLimit: Int
+
+    public init(resolver: ServerResolver, store: LMDBStore, stats: Statistics, logger: Logger, memoryLimit: Int = 100_000,
                 now: @escaping @Sendable () -> Double = { wallClockSeconds() }) {
+        self.memoryLimit = memoryLimit
         self.resolver = resolver
         self.store = store
         self.stats = stats
@@ -74,9 +78,23 @@ public final class ResolutionService: Sendable {
     func entry(for name: String) -> CacheEntry? {
         if let e = memory.withLock({ $0[name] }) { return e }
         guard let record = store.get(name), let e = CacheEntry.decode(record.payload) else { return nil }
-        memory.withLock { $0[name] = e }
+        remember(name, e)
         return e
     }
+
+    /// Keeps `entry` in memory; past `memoryLimit` names, an eighth of them (in hash order, so
+    /// effectively at random) fall back to being read from LMDB on their next use.
+    private func remember(_ name: String, _ entry: CacheEntry) {
+        let limit = memoryLimit
+        memory.withLock { m in
+            m[name] = entry
+            if m.count > limit {
+                for key in Array(m.keys.prefix(max(1, limit / 8))) where key != name { m.removeValue(forKey: key) }
+            }
+        }
+    }
+
+    public var memoryCount: Int { memory.withLock { $0.count } }
 
     // MARK: Misses, coalesced
 
@@ -149,7 +167,7 @@ public final class ResolutionService: Sendable {
         default:
             let entry = CacheUpdate.apply(serverName: name, previous: previous, result: result, usedCachedWellKnown: usedCachedWellKnown,
                                           now: t, jitter: Double.random(in: -1...1))
-            memory.withLock { $0[name] = entry }
+            remember(name, entry)
             // Committed before anyone is told: an acknowledged answer survives a crash.
             persist(entry, lastUsed: t)
             let trace: [String]

@@ -349,4 +349,18 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(s["step_3_2"], "1")
         XCTAssertEqual(s["failure_dns_servfail"], "1")
     }
+
+    func testMemoryLayerIsBoundedAndLMDBServesTheRest() throws {
+        daemon.stop()
+        daemon = DaemonProcess(world: Self.world, name: "memlimit", extraArgs: ["--memory-cache-entries", "100"])
+        try daemon.start()
+        let client = try daemon.client()
+        for i in 0..<500 { _ = try client.request("resolve 1.1.\(i / 250).\(i % 250 + 1)") }
+        let stats = try daemon.ask("statistics")
+        XCTAssertLessThanOrEqual(Int(stats["cache_memory_entries"] ?? "999") ?? 999, 100)
+        XCTAssertEqual(stats["cache_entries"], "500")
+        for i in 0..<500 {
+            XCTAssertEqual(ResponseLine(try client.request("resolve 1.1.\(i / 250).\(i % 250 + 1)").last!)["source"], "cache")
+        }
+    }
 }
