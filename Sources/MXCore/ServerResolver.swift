@@ -26,8 +26,9 @@ public final class ServerResolver: Sendable {
                         completion: @escaping Completion) -> ResolutionHandle {
         let run = Run(serverName: serverName, resolver: self, completion: completion)
         let deadline = settings.resolutionTimeoutMs
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(deadline)) { [weak run] in
-            run?.fail(.timeout, "resolution did not finish within \(deadline) ms")
+        // Holds the run until the deadline even if a backend drops its callbacks; a no-op once finished.
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(deadline)) {
+            run.fail(.timeout, "resolution did not finish within \(deadline) ms")
         }
         run.start(knownWellKnown: knownWellKnown)
         return ResolutionHandle(run: run)

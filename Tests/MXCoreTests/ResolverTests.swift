@@ -223,3 +223,40 @@ final class ResolverTests: XCTestCase {
         XCTAssertEqual(log, [])
     }
 }
+
+/// A backend whose lookups never answer, for cancellation and deadline tests.
+final class StalledBackend: LookupBackend {
+    func querySRV(_ name: String, completion: @escaping @Sendable (Result<[SRVRecord], DNSError>) -> Void) {}
+    func queryAddresses(_ host: String, completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {}
+    func httpsGet(_ request: HTTPSRequest, completion: @escaping @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void) {}
+}
+
+final class ResolverCancellationTests: XCTestCase {
+    func testCancelCompletesOnceWithCancelled() {
+        let resolver = ServerResolver(backend: StalledBackend(), settings: ResolverSettings())
+        let calls = Mutex<[FailureCode]>([])
+        let done = expectation(description: "cancelled")
+        let handle = resolver.resolve("stalled.example") { r in
+            if case .failure(let f) = r { calls.withLock { $0.append(f.code) } }
+            done.fulfill()
+        }
+        handle.cancel()
+        handle.cancel()
+        wait(for: [done], timeout: 1)
+        XCTAssertEqual(calls.withLock { $0 }, [.cancelled])
+    }
+
+    func testWholeResolutionDeadline() {
+        var settings = ResolverSettings()
+        settings.resolutionTimeoutMs = 100
+        let resolver = ServerResolver(backend: StalledBackend(), settings: settings)
+        let done = expectation(description: "deadline")
+        let code = Mutex<FailureCode?>(nil)
+        resolver.resolve("stalled.example:8448") { r in
+            if case .failure(let f) = r { code.withLock { $0 = f.code } }
+            done.fulfill()
+        }
+        wait(for: [done], timeout: 2)
+        XCTAssertEqual(code.withLock { $0 }, .timeout)
+    }
+}
