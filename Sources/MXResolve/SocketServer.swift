@@ -172,11 +172,18 @@ final class Connection: @unchecked Sendable {
 
     final class Slot: @unchecked Sendable { var bytes: [UInt8]? }
 
+    /// Marks a connection's queue, so a response can tell whether it runs on it.
+    static let queueKey = DispatchSpecificKey<UInt64>()
+    private static let ids = Atomic<UInt64>(0)
+    let id: UInt64
+
     init(fd: Int32, peer: PeerCredentials, server: SocketServer, queue: DispatchQueue) {
         self.fd = fd
         self.peer = peer
         self.server = server
         self.queue = queue
+        self.id = Connection.ids.wrappingAdd(1, ordering: .relaxed).newValue
+        queue.setSpecific(key: Connection.queueKey, value: id)
     }
 
     func start() {
@@ -252,18 +259,16 @@ final class Connection: @unchecked Sendable {
         let slot = Slot()
         ordered.append(slot)
         let queue = self.queue
-        // `respond` runs inline for hits (same thread, no hop) or later for misses (hops to `queue`).
-        let inline = Mutex(true)
-        let accepted = server.handler.handle(line: line, peer: peer) { [self] bytes, isOrdered in
-            let now = inline.withLock { $0 }
-            if now {
+        let id = self.id
+        // `respond` runs inline for hits (on this queue: no hop) or later, from any thread, for
+        // misses (hop to this queue). Which one is decided by where it runs, never by timing.
+        _ = server.handler.handle(line: line, peer: peer) { [self] bytes, isOrdered in
+            if DispatchQueue.getSpecific(key: Connection.queueKey) == id {
                 deliver(bytes, slot: slot, isOrdered: isOrdered)
             } else {
                 queue.async { [self] in deliver(bytes, slot: slot, isOrdered: isOrdered) }
             }
         }
-        inline.withLock { $0 = false }
-        _ = accepted
     }
 
     private func deliver(_ bytes: [UInt8], slot: Slot, isOrdered: Bool) {
