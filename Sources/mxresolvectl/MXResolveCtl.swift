@@ -108,7 +108,7 @@ struct Query: ParsableCommand {
                     print("  target \(i + 1): \(host):\(parts[1])  \(parts[2...].joined(separator: " "))")
                 }
                 print("  Host header: \(r["host"] ?? "")")
-                let sni = (r["sni"] ?? "").isEmpty ? "no SNI (IP literal)" : "SNI \(r["sni"]!)"
+                let sni = (r["sni"] ?? "").isEmpty ? "send no SNI: IP literal" : "SNI \(r["sni"]!)"
                 print("  TLS name: \(r["tls_name"] ?? "") (\(sni))")
             } else {
                 failed = true

@@ -25,7 +25,7 @@ final class CtlTests: XCTestCase {
         1.2.3.4: step 1 (IP literal)
           target 1: 1.2.3.4:8448  1.2.3.4
           Host header: 1.2.3.4
-          TLS name: 1.2.3.4 (no SNI (IP literal))
+          TLS name: 1.2.3.4 (send no SNI: IP literal)
         wk-noport.test: step 3.3 (well-known delegation, then _matrix-fed SRV)
           target 1: srvtarget.test:8443  ::1 127.0.0.22
           target 2: srvtarget2.test:8444  127.0.0.23
@@ -34,7 +34,7 @@ final class CtlTests: XCTestCase {
         [::1]:8449: step 1 (IP literal)
           target 1: [::1]:8449  ::1
           Host header: [::1]:8449
-          TLS name: ::1 (no SNI (IP literal))
+          TLS name: ::1 (send no SNI: IP literal)
 
         """)
         let (rc2, out2, _) = try ctl(["query", "srv-legacy.test"])
