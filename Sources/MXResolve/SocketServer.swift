@@ -165,10 +165,13 @@ final class Connection: @unchecked Sendable {
     private var outputStart = 0
     /// Id-less responses leave in request order: a FIFO of slots, filled as answers arrive.
     private var ordered: [Slot] = []
+    private var orderedHead = 0
     private var inFlight = 0
     private var peerClosed = false
     private var closeAfterFlush = false
     private var isClosed = false
+    private var batching = false
+    private var readBuffer = [UInt8](repeating: 0, count: 16 * 1024)
 
     final class Slot: @unchecked Sendable { var bytes: [UInt8]? }
 
@@ -207,14 +210,17 @@ final class Connection: @unchecked Sendable {
     }
 
     private func readAvailable() {
-        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         while !isClosed && !peerClosed {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                input.append(contentsOf: buffer[0..<n])
+                input.append(contentsOf: readBuffer[0..<n])
+                // Answers to every line of this read go out in one send, not one per line.
+                batching = true
                 processLines()
+                batching = false
+                flush()
                 if output.count - outputStart > Self.outputHighWater || inFlight >= Wire.maxInFlight { pauseReading(); break }
-                if n < buffer.count { break }
+                if n < readBuffer.count { break }
             } else if n == 0 {
                 // Half-close: answer what was asked, then close.
                 peerClosed = true
@@ -279,10 +285,8 @@ final class Connection: @unchecked Sendable {
             output.append(contentsOf: bytes)
             slot.bytes = []
         }
-        while let head = ordered.first, let b = head.bytes {
-            output.append(contentsOf: b)
-            ordered.removeFirst()
-        }
+        drainOrdered()
+        if batching { return }
         flush()
         if readSuspended && !peerClosed && !closeAfterFlush && inFlight < Wire.maxInFlight / 2
             && output.count - outputStart < Self.outputHighWater / 2 {
@@ -291,14 +295,26 @@ final class Connection: @unchecked Sendable {
         maybeClose()
     }
 
+    /// Moves answered id-less responses, in request order, to the output.
+    private func drainOrdered() {
+        while orderedHead < ordered.count, let b = ordered[orderedHead].bytes {
+            output.append(contentsOf: b)
+            orderedHead += 1
+        }
+        if orderedHead == ordered.count {
+            ordered.removeAll(keepingCapacity: true)
+            orderedHead = 0
+        } else if orderedHead > 64 {
+            ordered.removeFirst(orderedHead)
+            orderedHead = 0
+        }
+    }
+
     private func enqueueOrdered(_ bytes: [UInt8]) {
         let slot = Slot()
         slot.bytes = bytes
         ordered.append(slot)
-        while let head = ordered.first, let b = head.bytes {
-            output.append(contentsOf: b)
-            ordered.removeFirst()
-        }
+        drainOrdered()
     }
 
     private func flush() {
