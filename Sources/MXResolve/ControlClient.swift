@@ -11,10 +11,12 @@ public final class ControlClient: @unchecked Sendable {
     public enum Failure: Error, CustomStringConvertible {
         case notRunning(path: String, reason: String)
         case closed
+        case timedOut
         public var description: String {
             switch self {
             case .notRunning(let path, let reason): return "cannot connect to \(path): \(reason)"
             case .closed: return "the daemon closed the connection"
+            case .timedOut: return "no answer from the daemon in time"
             }
         }
     }
@@ -56,6 +58,7 @@ public final class ControlClient: @unchecked Sendable {
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw Failure.timedOut }
             if n <= 0 { throw Failure.closed }
             buffer.append(contentsOf: chunk[0..<n])
         }

@@ -318,6 +318,9 @@ final class Connection: @unchecked Sendable {
     }
 
     private func flush() {
+        // After shutdown the sources are cancelled: suspending one now would keep its cancel
+        // handler, and so the close, from ever running.
+        guard !isClosed else { return }
         while outputStart < output.count && !isClosed {
             let n = output[outputStart...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
@@ -333,7 +336,7 @@ final class Connection: @unchecked Sendable {
         if outputStart == output.count {
             output.removeAll(keepingCapacity: output.capacity < 64 * 1024)
             outputStart = 0
-            if writeSourceActive { writeSource?.suspend(); writeSourceActive = false }
+            if writeSourceActive && !isClosed { writeSource?.suspend(); writeSourceActive = false }
             if readSuspended && !peerClosed && !closeAfterFlush && inFlight < Wire.maxInFlight / 2 { resumeReading() }
         }
         maybeClose()
@@ -345,11 +348,11 @@ final class Connection: @unchecked Sendable {
     }
 
     private func pauseReading() {
-        if !readSuspended { readSource?.suspend(); readSuspended = true }
+        if !isClosed && !readSuspended { readSource?.suspend(); readSuspended = true }
     }
 
     private func resumeReading() {
-        if readSuspended { readSuspended = false; readSource?.resume() }
+        if !isClosed && readSuspended { readSuspended = false; readSource?.resume() }
     }
 
     func shutdown() {

@@ -265,7 +265,9 @@ final class DaemonTests: XCTestCase {
         let oversize = try daemon.client()
         try oversize.sendBytes([UInt8](repeating: 0x61, count: 10_000))
         XCTAssertEqual(ResponseLine(try oversize.readLine())["code"], "line_too_long")
-        XCTAssertThrowsError(try oversize.readLine(), "closed after line_too_long")
+        XCTAssertThrowsError(try oversize.readLine(), "closed after line_too_long") { error in
+            guard case ControlClient.Failure.closed = error else { return XCTFail("not closed: \(error)") }
+        }
         let slowWriter = try daemon.client()
         try slowWriter.sendBytes(Array("resolve wk-p".utf8))          // half a line, never finished
         let slowReader = try daemon.client()
