@@ -25,6 +25,8 @@ let package = Package(
                        providers: [.apt(["libc-ares-dev"]), .brew(["c-ares"])]),
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb",
                        providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]),
+        // epoll and eventfd, which Glibc's module does not export (the socket server's reactors).
+        .systemLibrary(name: "CLinux"),
 
         // Pure core: server-name grammar, the spec's algorithm, cache policy. No I/O, no C.
         .target(name: "MXCore"),
@@ -35,7 +37,7 @@ let package = Package(
         // The resolving service: cache + single-flight + refresh over the adapters, the socket
         // protocol and server, configuration and statistics.
         .target(name: "MXResolve", dependencies: [
-            "MXCore", "MXAdapters",
+            "MXCore", "MXAdapters", "CLinux",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -50,11 +50,13 @@ public final class Daemon: Sendable {
         // systemd socket activation: fd 3 is ours when LISTEN_PID is this process.
         if let fds = getenv("LISTEN_FDS").map({ String(cString: $0) }), Int(fds) ?? 0 >= 1,
            let pid = getenv("LISTEN_PID").map({ String(cString: $0) }), Int32(pid) == getpid() {
-            server = SocketServer(listenFD: 3, path: nil, ownsPath: false, handler: handler, stats: stats, logger: logger)
+            server = try SocketServer(listenFD: 3, path: nil, ownsPath: false, handler: handler, stats: stats, logger: logger,
+                                      threads: config.socketThreads)
             logger.info("using the socket passed by systemd (LISTEN_FDS)")
         } else {
             let fd = try SocketServer.bind(path: config.socketPath, mode: config.socketMode)
-            server = SocketServer(listenFD: fd, path: config.socketPath, ownsPath: true, handler: handler, stats: stats, logger: logger)
+            server = try SocketServer(listenFD: fd, path: config.socketPath, ownsPath: true, handler: handler, stats: stats, logger: logger,
+                                      threads: config.socketThreads)
         }
     }
 
@@ -115,4 +117,12 @@ public final class Daemon: Sendable {
         logger.info("stopped")
         exit(0)
     }
+}
+
+/// Holds Dispatch sources (not Sendable) so they live as long as their owner; locked.
+final class SourceBox: @unchecked Sendable {
+    private let lock = Mutex(())
+    private var sources: [any DispatchSourceProtocol] = []
+    func set(_ s: any DispatchSourceProtocol) { lock.withLock { _ in sources.append(s) } }
+    func cancelAll() { lock.withLock { _ in sources.forEach { $0.cancel() }; sources = [] } }
 }

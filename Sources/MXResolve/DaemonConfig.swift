@@ -21,6 +21,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var denyIP: [String] = []
     public var cacheMapSizeMB = 256
     public var memoryCacheEntries = 100_000
+    /// Reactor threads watching client sockets (one per core by default).
+    public var socketThreads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     public var maxDNSInFlight = 64
     public var maxHTTPSInFlight = 128
     public var wellKnownTimeoutMs = 10_000
@@ -43,7 +45,7 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public static let keys: [String] = ["state-dir", "socket", "socket-mode", "admin-group", "dns-server", "dns-timeout-ms",
-                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb", "memory-cache-entries",
+                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb", "memory-cache-entries", "socket-threads",
                                         "max-dns-inflight", "max-https-inflight", "wellknown-timeout-ms",
                                         "resolution-timeout-ms", "log-level"]
 
@@ -77,6 +79,7 @@ public struct DaemonConfig: Sendable, Equatable {
             guard CIDR(value) != nil else { throw Problem(key: key, reason: "'\(value)' is not an address range like 10.0.0.0/8 or fd00::/8") }
             denyIP.append(value)
         case "cache-map-size-mb": cacheMapSizeMB = try int(1...1_048_576)
+        case "socket-threads": socketThreads = try int(1...64)
         case "memory-cache-entries": memoryCacheEntries = try int(100...100_000_000)
         case "max-dns-inflight": maxDNSInFlight = try int(1...10_000)
         case "max-https-inflight": maxHTTPSInFlight = try int(1...10_000)
