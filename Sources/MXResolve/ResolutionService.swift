@@ -190,6 +190,11 @@ public final class ResolutionService: Sendable {
             }
         }
         if let f = reply.failure { stats.count(failure: f.code) }
+        logger.debug("resolved", metadata: [
+            "name": "\(name)", "source": "\(reply.source.rawValue)",
+            "result": "\(reply.answer.map { "step \($0.step.rawValue)" } ?? reply.failure?.code.rawValue ?? "?")",
+            "valid_s": "\(reply.expiresIn)",
+        ])
         let waiters = inflight.withLock { $0.removeValue(forKey: name) ?? [] }
         stats.inflight.wrappingSubtract(1, ordering: .relaxed)
         for w in waiters { w(reply) }
