@@ -80,9 +80,14 @@ public enum CacheUpdate {
             case .delegated:
                 failures = 0
                 expiresAt = now + CachePolicy.wellKnownLifetime(headerLifetime: wk.headerLifetime, jitter: jitter)
-            case .failed:
+            case .failed(_, _, let temporary):
                 failures += 1
-                expiresAt = now + CachePolicy.failureDelay(consecutiveFailures: failures, jitter: jitter)
+                // A temporary failure (connect, TLS, 5xx, timeout) may heal soon: back off from a minute.
+                // A permanent one (404, invalid body) is the server's answer: remember it for the spec's
+                // hour, as Synapse does, rather than refetching after 1, 2, 4… minutes.
+                expiresAt = now + (temporary
+                    ? CachePolicy.failureDelay(consecutiveFailures: failures, jitter: jitter)
+                    : CachePolicy.failureMaxDelay * (1 - CachePolicy.failureJitter * (jitter + 1) / 2))
             }
         }
     }

@@ -175,3 +175,26 @@ final class CacheServiceTests: XCTestCase {
         XCTAssertEqual(ask("gone.test").source, .cache, "the SOA's negative TTL is honoured")
     }
 }
+
+final class CacheUpdateTests: XCTestCase {
+    func outcome(_ result: WellKnownResult) -> Result<Resolution, ResolutionFailure> {
+        .success(Resolution(serverName: "x.test", step: .defaultPort, targets: [Target(host: "x.test", port: 8448, addresses: [IPAddress("1.2.3.4")!])],
+                            hostHeader: "x.test", tlsServerName: "x.test", sni: "x.test",
+                            wellKnown: WellKnownOutcome(result: result, headerLifetime: nil), srvTTL: nil, addressTTL: 300, trace: []))
+    }
+
+    func testPermanentWellKnownFailureIsRememberedForAboutAnHourTemporaryOneBacksOff() {
+        for jitter in [-1.0, 0, 1] {
+            let perm = CacheUpdate.apply(serverName: "x.test", previous: nil,
+                                         result: outcome(.failed(code: "wellknown_http_404", message: "", temporary: false)),
+                                         usedCachedWellKnown: false, now: 0, jitter: jitter)
+            XCTAssertLessThanOrEqual(perm.wellKnownExpiresAt!, 3600, "never more than the spec's hour")
+            XCTAssertGreaterThanOrEqual(perm.wellKnownExpiresAt!, 3600 * 0.8)
+            let temp = CacheUpdate.apply(serverName: "x.test", previous: nil,
+                                         result: outcome(.failed(code: "wellknown_connect", message: "", temporary: true)),
+                                         usedCachedWellKnown: false, now: 0, jitter: jitter)
+            XCTAssertLessThanOrEqual(temp.wellKnownExpiresAt!, 60 * 1.2)
+            XCTAssertEqual(temp.expiresAt, 300, "the answer itself follows its DNS TTL")
+        }
+    }
+}
