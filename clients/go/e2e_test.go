@@ -150,7 +150,13 @@ func TestE2EResolveAndErrors(t *testing.T) {
 	if name := os.Getenv("MXRESOLVED_TEST_RESOLVABLE"); name != "" {
 		rr, err := c.Resolve(ctx, name)
 		if err != nil || len(rr.Targets) == 0 || len(rr.Targets[0].Addresses) == 0 {
-			t.Errorf("%s: %+v %v", name, rr, err)
+			t.Fatalf("%s: %+v %v", name, rr, err)
+		}
+		if name == "wk-noport.test" { // the test world's well-known + _matrix-fed SRV name
+			if rr.Step != "3.3" || rr.HostHeader != "delegated.test" || rr.TLSServerName != "delegated.test" ||
+				rr.Targets[0].Host != "srvtarget.test" || rr.Targets[0].Port != 8443 {
+				t.Errorf("%s: unexpected answer %+v", name, rr)
+			}
 		}
 	}
 }

@@ -60,6 +60,11 @@ def test_resolve_and_errors(daemon):
         if name:
             rr = c.resolve(name, trace=True)
             assert rr.targets and rr.targets[0].addresses
+            if name == "wk-noport.test":  # the test world's well-known + _matrix-fed SRV name
+                assert rr.step == "3.3"
+                assert rr.host_header == "delegated.test"
+                assert rr.tls_server_name == "delegated.test" and rr.sni == "delegated.test"
+                assert [(t.host, t.port) for t in rr.targets] == [("srvtarget.test", 8443), ("srvtarget2.test", 8444)]
             again = c.resolve(name)
             assert again.source in ("cache", "stale")
 
