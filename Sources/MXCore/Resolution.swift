@@ -44,10 +44,15 @@ public struct Target: Sendable, Hashable, Codable {
     public var port: UInt16
     /// IPv6 first, then IPv4.
     public var addresses: [IPAddress]
-    public init(host: String, port: UInt16, addresses: [IPAddress]) {
+    /// The SRV record's priority and weight, when the target came from one (to reorder cached answers).
+    public var srvPriority: UInt16?
+    public var srvWeight: UInt16?
+    public init(host: String, port: UInt16, addresses: [IPAddress], srvPriority: UInt16? = nil, srvWeight: UInt16? = nil) {
         self.host = host
         self.port = port
         self.addresses = addresses
+        self.srvPriority = srvPriority
+        self.srvWeight = srvWeight
     }
 }
 

@@ -3,9 +3,9 @@
 /// of weight 0 being picked first only by a zero draw, as the RFC says).
 public enum SRVOrder {
     /// `randomBelow(n)` returns a uniform integer in 0..<n (injected so tests are deterministic).
-    public static func order(_ records: [SRVRecord], randomBelow: (UInt64) -> UInt64) -> [SRVRecord] {
+    public static func order<Record: SRVWeighted>(_ records: [Record], randomBelow: (UInt64) -> UInt64) -> [Record] {
         let priorities = Set(records.map(\.priority)).sorted()
-        var result: [SRVRecord] = []
+        var result: [Record] = []
         result.reserveCapacity(records.count)
         for priority in priorities {
             // RFC 2782: "arrange all SRV RRs (that have not been ordered yet) in any order, except that
@@ -28,8 +28,29 @@ public enum SRVOrder {
         return result
     }
 
-    public static func order(_ records: [SRVRecord]) -> [SRVRecord] {
+    public static func order<Record: SRVWeighted>(_ records: [Record]) -> [Record] {
         var rng = SystemRandomNumberGenerator()
         return order(records) { UInt64.random(in: 0..<$0, using: &rng) }
     }
+
+    /// A cached answer's targets in a fresh RFC 2782 order, so that every worker asking during the
+    /// answer's lifetime spreads its connections by the records' weights, not all onto one target.
+    /// Targets not from SRV (or a single one) are returned as they are.
+    public static func reordered(_ targets: [Target]) -> [Target] {
+        guard targets.count > 1, targets.allSatisfy({ $0.srvPriority != nil && $0.srvWeight != nil }) else { return targets }
+        return order(targets)
+    }
+}
+
+/// Something ordered by SRV priority and weight.
+public protocol SRVWeighted {
+    var priority: UInt16 { get }
+    var weight: UInt16 { get }
+}
+
+extension SRVRecord: SRVWeighted {}
+
+extension Target: SRVWeighted {
+    public var priority: UInt16 { srvPriority ?? 0 }
+    public var weight: UInt16 { srvWeight ?? 0 }
 }

@@ -222,7 +222,8 @@ final class Run: Sendable {
             for record in ordered {
                 switch byHost[record.target.lowercased()] {
                 case .success(let addresses)?:
-                    targets.append(Target(host: record.target, port: record.port, addresses: addresses.map(\.address)))
+                    targets.append(Target(host: record.target, port: record.port, addresses: addresses.map(\.address),
+                                          srvPriority: record.priority, srvWeight: record.weight))
                     ttl = min(ttl ?? .max, addresses.map(\.ttl).min() ?? .max)
                 case .failure(let f)?:
                     if firstFailure == nil { firstFailure = f }

@@ -48,13 +48,13 @@ enum Render {
         b.field("host", a.hostHeader)
         b.field("tls_name", a.tlsServerName)
         b.field("sni", a.sni ?? "")
-        for t in a.targets {
+        for t in SRVOrder.reordered(a.targets) {
             b.field("target", ([t.host, String(t.port)] + t.addresses.map(\.description)).joined(separator: ","))
         }
     }
 
     static func answerJSON(_ a: Resolution, into o: inout JSONObject) {
-        let targets = a.targets.map { t -> String in
+        let targets = SRVOrder.reordered(a.targets).map { t -> String in
             var j = JSONObject()
             j.string("host", t.host)
             j.int("port", Int(t.port))

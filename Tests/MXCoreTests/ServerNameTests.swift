@@ -106,3 +106,22 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+final class SRVReorderTests: XCTestCase {
+    func testCachedSRVTargetsAreReorderedByWeightEachTime() {
+        let targets = [
+            Target(host: "a", port: 1, addresses: [], srvPriority: 10, srvWeight: 75),
+            Target(host: "b", port: 2, addresses: [], srvPriority: 10, srvWeight: 25),
+            Target(host: "backup", port: 3, addresses: [], srvPriority: 20, srvWeight: 0),
+        ]
+        var firstA = 0
+        for _ in 0..<4_000 {
+            let o = SRVOrder.reordered(targets)
+            XCTAssertEqual(o.last?.host, "backup", "priority still decides first")
+            if o.first?.host == "a" { firstA += 1 }
+        }
+        XCTAssertTrue((2_700...3_300).contains(firstA), "a first \(firstA) of 4000 (weight 75 %)")
+        let plain = [Target(host: "x", port: 1, addresses: []), Target(host: "y", port: 2, addresses: [])]
+        XCTAssertEqual(SRVOrder.reordered(plain), plain, "non-SRV targets keep their order")
+    }
+}
