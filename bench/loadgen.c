@@ -5,7 +5,7 @@
  * clock_gettime(CLOCK_MONOTONIC).
  *   loadgen SOCKET --conns N --depth D --secs S [--warmup S] --names FILE      (closed loop, names cycled)
  *   loadgen SOCKET --conns N --depth D --once --names FILE                     (each name once, then stop)
- *   loadgen SOCKET --conns N --depth D --once --ip-literals COUNT [--ip-offset K]  (names 11.x.y.1 ...)
+ *   loadgen SOCKET --conns N --depth D --once --ip-literals COUNT [--ip-offset K] [--max-secs S]  (names 11.x.y.1 ...)
  * Prints one JSON line: requests, seconds, rps, p50/p90/p99/max latency (µs), ok/err/cache counts. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ static const char *sock_path; static int conns = 1, depth = 1, once = 0;
 static double secs = 3, warmup = 0.5;
 static char **names; static long nnames; static long ipcount = 0, ipoffset = 0;
 static atomic_long next_name; static atomic_int stop_flag, measuring;
-static double t_start_measure, t_end;
+static double t_start_measure, t_end, deadline = 1e300;
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 static long now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000L + t.tv_nsec; }
@@ -48,6 +48,7 @@ static void *run(void *arg) {
         int o = 0;
         while (!done_sending && inflight < depth && !atomic_load(&stop_flag)) {
             long idx;
+            if (once && now() > deadline) { done_sending = 1; break; }
             if (once) { idx = atomic_fetch_add(&next_name, 1); if (idx >= (ipcount ? ipcount : nnames)) { done_sending = 1; break; } }
             else idx = mycyc++;
             char nb[300]; make_name(idx, nb);
@@ -91,6 +92,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--secs")) secs = atof(argv[++i]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atof(argv[++i]);
         else if (!strcmp(argv[i], "--once")) once = 1;
+        else if (!strcmp(argv[i], "--max-secs")) deadline = atof(argv[++i]);  /* --once: stop sending after S s */
         else if (!strcmp(argv[i], "--names")) names_file = argv[++i];
         else if (!strcmp(argv[i], "--ip-literals")) ipcount = atol(argv[++i]);
         else if (!strcmp(argv[i], "--ip-offset")) ipoffset = atol(argv[++i]);
@@ -108,6 +110,7 @@ int main(int argc, char **argv) {
     if (!once && !ipcount && !nnames) return 2;
     worker *ws = calloc(conns, sizeof *ws);
     double t0 = now();
+    if (deadline < 1e300) deadline += t0;
     for (int i = 0; i < conns; i++) pthread_create(&ws[i].th, NULL, run, &ws[i]);
     if (once) {
         atomic_store(&measuring, 1); t_start_measure = t0;

@@ -16,6 +16,8 @@ ap.add_argument("--tools", required=True)
 ap.add_argument("--venv", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--smoke", action="store_true")
+ap.add_argument("--commit", default="")
+ap.add_argument("--dirty", default="")
 ap.add_argument("--only", default="1,2,3,4,5,profile")
 A = ap.parse_args()
 SMOKE = A.smoke
@@ -26,7 +28,7 @@ MXR = os.path.join(A.bin, "mxresolved")
 LOADGEN = os.path.join(A.tools, "loadgen")
 ECHO = os.path.join(A.tools, "echo")
 PY = os.path.join(A.venv, "bin/python")
-RAW = {"smoke": SMOKE, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+RAW = {"commit": A.commit, "dirty": A.dirty.strip(), "smoke": SMOKE, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 FAIL = []
 T_START = time.monotonic()
 
@@ -82,7 +84,7 @@ class Daemon:
         with open(f"/proc/{self.p.pid}/status") as f:
             for l in f:
                 k, _, v = l.partition(":")
-                if k in ("VmHWM", "VmRSS", "Threads"):
+                if k in ("VmHWM", "VmRSS", "Threads", "RssAnon", "RssFile"):
                     out[k] = int(v.split()[0])
         return out
 
@@ -138,7 +140,7 @@ def loadavg():
 
 # ------------------------------------------------------------------ 1. cache hits over the socket
 def bench_hits():
-    secs, warm, reps = (0.5, 0.2, 1) if SMOKE else (1.5, 0.3, 3)
+    secs, warm, reps = (0.5, 0.2, 1) if SMOKE else (1.0, 0.2, 3)
     grid = [(1, 1, None), (1, 1, "0"), (8, 1, None), (32, 1, None),
             (1, 16, None), (1, 16, "0"), (8, 16, None), (32, 16, None),
             (1, 64, None), (1, 64, "0"), (8, 64, None), (32, 64, None)]
@@ -252,7 +254,8 @@ def cold_daemon(key):
     st = d.status()
     out = {"names": len(names), "seconds": r["seconds"], "names_per_s": round(len(names) / r["seconds"], 1),
            "ok": r["ok"], "err": r["err"], "p50_ms": round(r["p50_us"] / 1000, 1), "p99_ms": round(r["p99_us"] / 1000, 1),
-           "peak_rss_mib": round(st["VmHWM"] / 1024, 1), "cpu_s": {"daemon": round(d.cpu() - c0, 2),
+           "peak_rss_mib": round(st["VmHWM"] / 1024, 1), "rss_anon_mib": round(st.get("RssAnon", 0) / 1024, 1),
+           "rss_file_mib": round(st.get("RssFile", 0) / 1024, 1), "cpu_s": {"daemon": round(d.cpu() - c0, 2),
            **{k: round(v - w0[k], 2) for k, v in world_cpu().items()}}, "wall_s": round(wall, 2),
            "stats": d.request("statistics").strip()}
     out["counts"] = count_summary(world_counts(), names)
@@ -321,7 +324,8 @@ def bench_shared():
         outs = [json.loads(p.communicate()[0]) for p in ps]
         el = time.monotonic() - t0
         c = count_summary(world_counts(), names)
-        res["mxresolved"][w] = {"seconds": round(el, 2), "ok": sum(o["ok"] for o in outs), "err": sum(o["err"] for o in outs),
+        res["mxresolved"][w] = {"seconds": round(el, 2), "ok": sum(o["ok"] for o in outs),
+                                "delegated": None, "err": sum(o["err"] for o in outs),
                                 "cache_answers": sum(o["cache"] for o in outs), "counts": c,
                                 "stats": d.request("statistics").strip()}
         d.stop()
@@ -329,7 +333,7 @@ def bench_shared():
               f"shared W={w}: exactly one well-known request per name (min {c['wellknown_per_name_min']} max {c['wellknown_per_name_max']})")
         log(f"shared W={w} mxresolved: {c['wellknown_total']} well-known, {c['dns_total']} DNS queries, {el:.2f} s")
     if have_synapse():
-        sn = 50 if SMOKE else 200
+        sn = 50 if SMOKE else 100
         sf = os.path.join(WORK, "n-syn.txt")
         with open(sf, "w") as f:
             f.write("\n".join(names[:sn]) + "\n")
@@ -343,7 +347,10 @@ def bench_shared():
             el = time.monotonic() - t0
             c = count_summary(world_counts(), names[:sn])
             res["synapse"][w] = {"seconds": round(el, 2), "ok": sum(o["ok"] for o in outs), "err": sum(o["err"] for o in outs), "counts": c}
-            check(c["wellknown_per_name_min"] == w, f"shared synapse W={w}: W well-known requests per name")
+            if c["wellknown_per_name_min"] != w:  # informational: a Synapse worker that failed a name fetched it fewer times
+                log(f"shared synapse W={w}: per-name well-known min {c['wellknown_per_name_min']} max {c['wellknown_per_name_max']}, errors {[o['errors'] for o in outs]}")
+            res["synapse"][w]["errors"] = [o["errors"] for o in outs]
+            res["synapse"][w]["delegated"] = sum(o["delegated"] for o in outs)
             log(f"shared W={w} synapse ({sn} names): {c['wellknown_total']} well-known, {c['dns_total']} DNS queries, {el:.2f} s")
     RAW["shared"] = res
 
@@ -369,7 +376,8 @@ def footprint_at(d, entries):
             "data_mdb_bytes": fsize, "bytes_per_entry_file": round(fsize / entries, 1),
             "used_pages": used_pages, "bytes_per_entry_used": round(used_pages * 4096 / entries, 1) if used_pages else None,
             "cache_bytes_stat": int(stats.get("cache_bytes", -1)),
-            "rss_mib": round(st["VmRSS"] / 1024, 1), "hwm_mib": round(st["VmHWM"] / 1024, 1), "mdb_stat": ms}
+            "rss_mib": round(st["VmRSS"] / 1024, 1), "hwm_mib": round(st["VmHWM"] / 1024, 1),
+            "rss_anon_mib": round(st.get("RssAnon", 0) / 1024, 1), "rss_file_mib": round(st.get("RssFile", 0) / 1024, 1), "mdb_stat": ms}
 
 
 def restart_probe(d_dir, probe_name, extra):
@@ -426,8 +434,13 @@ def bench_restart_footprint():
     # footprint: grow to n2
     d = Daemon("restart", extra, fresh=False)
     t0 = time.monotonic()
-    f2 = loadgen(d.sock, "--conns", 4, "--depth", 250, "--once", "--ip-literals", n2 - n1, "--ip-offset", n1)
-    check(f2["ok"] == n2 - n1, "footprint: fill ok")
+    # the whole bench must stay under 10 minutes: stop filling at 9 min and report the count reached
+    budget = max(30.0, 540 - (time.monotonic() - T_START))
+    f2 = loadgen(d.sock, "--conns", 4, "--depth", 250, "--once", "--ip-literals", n2 - n1, "--ip-offset", n1, "--max-secs", budget)
+    check(f2["err"] == 0, "footprint: fill ok")
+    if f2["ok"] < n2 - n1:
+        log(f"footprint: fill stopped by the time budget at {n1 + f2['ok']} entries")
+        n2 = n1 + f2["ok"]
     fill2 = {"entries": n2 - n1, "seconds": round(time.monotonic() - t0, 2), "rate": f2["rps"]}
     fp2 = footprint_at(d, n2)
     d.stop()
@@ -482,10 +495,10 @@ def main():
         step(bench_cold)
     if "3" in ONLY:
         step(bench_shared)
-    if "4" in ONLY or "5" in ONLY:
-        step(bench_restart_footprint)
     if "profile" in ONLY and not SMOKE and sh(["perf", "--version"]).returncode == 0:
         step(bench_profile)
+    if "4" in ONLY or "5" in ONLY:
+        step(bench_restart_footprint)
     if WORLD:
         sh([os.path.join(ROOT, "scripts/testworld"), "down", "--dir", WORLD["dir"]])
     RAW["loadavg_end"] = loadavg()
