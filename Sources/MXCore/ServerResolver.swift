@@ -56,29 +56,36 @@ final class Run: Sendable {
     var backend: any LookupBackend { resolver.backend }
     var settings: ResolverSettings { resolver.settings }
 
-    func note(_ line: String) { state.withLock { $0.trace.append(line) } }
-
     func finish(_ resolution: Resolution) {
-        let (completion, trace, wk) = state.withLock { s in
-            let c = s.completion
-            s.completion = nil
-            return (c, s.trace, s.wellKnown)
+        complete { trace, wellKnown in
+            var r = resolution
+            r.trace = trace
+            r.wellKnown = wellKnown
+            return .success(r)
         }
-        var r = resolution
-        r.trace = trace
-        r.wellKnown = wk
-        completion?(.success(r))
     }
 
     func fail(_ code: FailureCode, _ message: String, step: ResolutionStep? = nil, negativeTTL: UInt32? = nil) {
-        let (completion, trace, wk) = state.withLock { s in
-            let c = s.completion
-            s.completion = nil
-            return (c, s.trace, s.wellKnown)
+        complete { trace, wellKnown in
+            .failure(ResolutionFailure(code: code, message: message, step: step, wellKnown: wellKnown,
+                                       negativeTTL: negativeTTL, trace: trace))
         }
-        completion?(.failure(ResolutionFailure(code: code, message: message, step: step, wellKnown: wk,
-                                               negativeTTL: negativeTTL, trace: trace)))
     }
+
+    /// Runs the completion once. The run's state is emptied on the way out, because the run itself
+    /// may be kept alive until its deadline timer fires.
+    private func complete(_ result: ([String], WellKnownOutcome?) -> Result<Resolution, ResolutionFailure>) {
+        let taken: (ServerResolver.Completion, [String], WellKnownOutcome?)? = state.withLock { s in
+            guard let c = s.completion else { return nil }
+            let out = (c, s.trace, s.wellKnown)
+            s = (nil, [], nil)
+            return out
+        }
+        guard let (completion, trace, wellKnown) = taken else { return }
+        completion(result(trace, wellKnown))
+    }
+
+    func note(_ line: String) { state.withLock { if $0.completion != nil { $0.trace.append(line) } } }
 
     var isFinished: Bool { state.withLock { $0.completion == nil } }
 

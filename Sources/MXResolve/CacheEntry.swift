@@ -47,14 +47,23 @@ public struct CacheEntry: Codable, Sendable, Equatable {
         return wk
     }
 
+    /// The LMDB value. A success's last good answer is the answer itself, so it is not stored twice.
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (try? Array(encoder.encode(self))) ?? []
+        var stored = self
+        if case .answer(let a) = outcome, lastGood == a, lastGoodExpiresAt == expiresAt {
+            stored.lastGood = nil
+            stored.lastGoodExpiresAt = nil
+        }
+        return (try? Array(JSONEncoder().encode(stored))) ?? []
     }
 
     public static func decode(_ bytes: [UInt8]) -> CacheEntry? {
-        try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes))
+        guard var e = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) else { return nil }
+        if case .answer(let a) = e.outcome, e.lastGood == nil {
+            e.lastGood = a
+            e.lastGoodExpiresAt = e.expiresAt
+        }
+        return e
     }
 }
 

@@ -6,6 +6,7 @@ import Synchronization
 import Logging
 import MXCore
 import MXAdapters
+import CLinux
 
 /// Wires the daemon together: LMDB store, network backend, resolver, cache service, socket server,
 /// signals. The `mxresolved` executable only parses its flags and calls `run`.
@@ -21,6 +22,7 @@ public final class Daemon: Sendable {
     private let sources = SourceBox()
 
     public init(config: DaemonConfig, logger: Logger) throws {
+        _ = clinux_limit_malloc_arenas(2)
         self.config = config
         self.logger = logger
         try Self.makeDirectory(config.stateDir)

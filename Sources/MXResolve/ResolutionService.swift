@@ -29,11 +29,15 @@ public final class ResolutionService: Sendable {
     let logger: Logger
     let now: @Sendable () -> Double
     /// Decoded entries of names in use; LMDB holds them all. Read on the hot path.
-    private let memory = Mutex<[String: CacheEntry]>([:])
+    /// Names in use and when they were last used (written to LMDB in batches, never per hit).
+    /// One lock for both, so a hit takes it once.
+    private struct Memory {
+        var entries: [String: CacheEntry] = [:]
+        var touched: [String: Double] = [:]
+    }
+    private let memory = Mutex(Memory())
     /// Names with a resolution in flight → who waits for it.
     private let inflight = Mutex<[String: [Completion]]>([:])
-    /// Last-use times not yet written to LMDB (flushed in batches, never per hit).
-    private let touched = Mutex<[String: Double]>([:])
     /// LMDB writes happen here, off the I/O thread and off the request path.
     private let writer = DispatchQueue(label: "mxresolved.cache-writer")
     private let work = DispatchQueue(label: "mxresolved.resolutions", attributes: .concurrent)
@@ -56,8 +60,13 @@ public final class ResolutionService: Sendable {
     /// A fresh cached reply, or nil when the request needs the network. Runs on the caller's thread.
     public func cachedReply(for name: String) -> Reply? {
         let t = now()
-        guard let entry = entry(for: name) else { return nil }
-        touched.withLock { $0[name] = t }
+        let inMemory = memory.withLock { m -> CacheEntry? in
+            guard let e = m.entries[name] else { return nil }
+            m.touched[name] = t
+            return e
+        }
+        guard let entry = inMemory ?? loadFromStore(name) else { return nil }
+        if inMemory == nil { memory.withLock { $0.touched[name] = t } }
         if t < entry.expiresAt {
             if let answer = entry.answer {
                 if CachePolicy.shouldRefreshAhead(fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt, now: t) {
@@ -76,7 +85,10 @@ public final class ResolutionService: Sendable {
     }
 
     func entry(for name: String) -> CacheEntry? {
-        if let e = memory.withLock({ $0[name] }) { return e }
+        memory.withLock({ $0.entries[name] }) ?? loadFromStore(name)
+    }
+
+    private func loadFromStore(_ name: String) -> CacheEntry? {
         guard let record = store.get(name), let e = CacheEntry.decode(record.payload) else { return nil }
         remember(name, e)
         return e
@@ -87,14 +99,14 @@ public final class ResolutionService: Sendable {
     private func remember(_ name: String, _ entry: CacheEntry) {
         let limit = memoryLimit
         memory.withLock { m in
-            m[name] = entry
-            if m.count > limit {
-                for key in Array(m.keys.prefix(max(1, limit / 8))) where key != name { m.removeValue(forKey: key) }
+            m.entries[name] = entry
+            if m.entries.count > limit {
+                for key in Array(m.entries.keys.prefix(max(1, limit / 8))) where key != name { m.entries.removeValue(forKey: key) }
             }
         }
     }
 
-    public var memoryCount: Int { memory.withLock { $0.count } }
+    public var memoryCount: Int { memory.withLock { $0.entries.count } }
 
     // MARK: Misses, coalesced
 
@@ -243,7 +255,7 @@ public final class ResolutionService: Sendable {
         var removed = 0
         switch scope {
         case .all:
-            memory.withLock { m in m = m.filter { keep($0.value) } }
+            memory.withLock { m in m.entries = m.entries.filter { keep($0.value) } }
             removed = store.deleteAll { record in
                 if !failuresOnly { return true }
                 return record.isFailure
@@ -252,7 +264,7 @@ public final class ResolutionService: Sendable {
             for n in names {
                 let e = entry(for: n)
                 guard let e, !keep(e) else { continue }
-                memory.withLock { _ = $0.removeValue(forKey: n) }
+                memory.withLock { _ = $0.entries.removeValue(forKey: n) }
                 if store.delete(n) { removed += 1 }
             }
         }
@@ -272,9 +284,9 @@ public final class ResolutionService: Sendable {
 
     /// Writes batched last-use times (called periodically and at shutdown).
     public func flushTouches() {
-        let batch = touched.withLock { t -> [String: Double] in
-            let b = t
-            t = [:]
+        let batch = memory.withLock { m -> [String: Double] in
+            let b = m.touched
+            m.touched = [:]
             return b
         }
         if batch.isEmpty { return }

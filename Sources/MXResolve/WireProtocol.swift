@@ -39,6 +39,7 @@ public enum Wire {
     public static func parse(_ line: ArraySlice<UInt8>) -> Result<Request, ParseError> {
         var bytes = line
         if bytes.last == 0x0D { bytes = bytes.dropLast() }
+        if let plain = parsePlainResolve(bytes) { return .success(plain) }
         func bad(_ m: String, id: String? = nil) -> Result<Request, ParseError> { .failure(ParseError(code: "bad_request", message: m, id: id)) }
         for b in bytes where b < 0x20 || b == 0x7F {
             return bad("request contains control byte 0x\(String(b, radix: 16, uppercase: true))")
@@ -93,6 +94,37 @@ public enum Wire {
             return bad("\(verb) takes \(argumentRange.lowerBound == argumentRange.upperBound ? "\(argumentRange.lowerBound)" : "\(argumentRange.lowerBound) or more") argument(s), got \(arguments.count)", id: id)
         }
         return .success(Request(verb: verb, arguments: arguments, options: options, id: id))
+    }
+
+    static let resolvePrefix = Array("resolve ".utf8)
+
+    /// The hot path's common line, `resolve NAME` or `resolve NAME id=ID`, with plain visible ASCII
+    /// and no escapes: parsed without the general machinery. Anything else returns nil and goes
+    /// through `parse`, which gives the same result for these lines (the vectors check both).
+    static func parsePlainResolve(_ bytes: ArraySlice<UInt8>) -> Request? {
+        guard bytes.count > resolvePrefix.count, bytes.starts(with: resolvePrefix) else { return nil }
+        let rest = bytes.dropFirst(resolvePrefix.count)
+        var space: Int?
+        for i in rest.indices {
+            let b = rest[i]
+            if b == 0x20 {
+                if space != nil { return nil }
+                space = i
+            } else if b < 0x21 || b > 0x7E || b == 0x25 {
+                return nil
+            }
+        }
+        let nameBytes = rest[rest.startIndex..<(space ?? rest.endIndex)]
+        guard !nameBytes.isEmpty, !nameBytes.contains(0x3D) else { return nil }
+        var id: String?
+        if let space {
+            let token = rest[(space + 1)...]
+            guard token.count > 3, token.starts(with: [0x69, 0x64, 0x3D]) else { return nil }   // "id="
+            let value = String(decoding: token.dropFirst(3), as: UTF8.self)
+            guard isValidID(value) else { return nil }
+            id = value
+        }
+        return Request(verb: "resolve", arguments: [String(decoding: nameBytes, as: UTF8.self)], options: [:], id: id)
     }
 
     static func isValidID(_ s: String) -> Bool {

@@ -198,3 +198,24 @@ final class CacheUpdateTests: XCTestCase {
         }
     }
 }
+
+final class CacheEntryCodingTests: XCTestCase {
+    func testRoundTripKeepsEveryFieldAndStoresASuccessOnce() throws {
+        let answer = Resolution(serverName: "x.test", step: .delegatedMatrixFedSRV,
+                                targets: [Target(host: "t.test", port: 8443, addresses: [IPAddress("2a01:4f8::1")!, IPAddress("1.2.3.4")!],
+                                                 srvPriority: 10, srvWeight: 5)],
+                                hostHeader: "d.test", tlsServerName: "d.test", sni: "d.test",
+                                wellKnown: WellKnownOutcome(result: .delegated("d.test"), headerLifetime: 3600),
+                                srvTTL: 300, addressTTL: 60, trace: [])
+        let ok = CacheUpdate.apply(serverName: "x.test", previous: nil, result: .success(answer), usedCachedWellKnown: false, now: 100, jitter: 0)
+        XCTAssertEqual(CacheEntry.decode(ok.encoded()), ok)
+        let failed = CacheUpdate.apply(serverName: "x.test", previous: ok,
+                                       result: .failure(ResolutionFailure(code: .dnsServfail, message: "m", step: .matrixFedSRV)),
+                                       usedCachedWellKnown: true, now: 200, jitter: 0)
+        let back = try XCTUnwrap(CacheEntry.decode(failed.encoded()))
+        XCTAssertEqual(back, failed)
+        XCTAssertEqual(back.lastGood, answer, "a failure keeps the previous good answer")
+        XCTAssertLessThan(ok.encoded().count, 2 * failed.encoded().count)
+        XCTAssertNil(CacheEntry.decode(Array("{not json".utf8)))
+    }
+}
