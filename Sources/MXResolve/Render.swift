@@ -29,7 +29,7 @@ enum Render {
             b.field("step", a.step.rawValue)
             b.field("source", reply.source.rawValue)
             b.field("ttl", max(0, reply.expiresIn))
-            answerFields(a, into: &b)
+            if let pre = reply.renderedFields { b.raw(pre) } else { answerFields(a, into: &b) }
             for t in traceLines { b.field("trace", t) }
             return b.line()
         }
@@ -42,6 +42,17 @@ enum Render {
         b.field("ttl", max(0, reply.expiresIn))
         for t in traceLines { b.field("trace", t) }
         return b.line()
+    }
+
+    /// The answer's ` host=… tls_name=… sni=… target=…` text, when it is the same for every hit
+    /// (nil when SRV weights reorder the targets per hit): rendered once per cached answer.
+    static func fixedAnswerFields(_ a: Resolution) -> [UInt8]? {
+        let fromSRV = a.targets.allSatisfy { $0.srvPriority != nil && $0.srvWeight != nil }
+        let sharesAPriority = Set(a.targets.map(\.priority)).count < a.targets.count
+        if fromSRV && sharesAPriority { return nil }
+        var b = Wire.LineBuilder("", id: nil)
+        answerFields(a, into: &b)
+        return b.bytes
     }
 
     static func answerFields(_ a: Resolution, into b: inout Wire.LineBuilder) {

@@ -19,6 +19,8 @@ public final class ResolutionService: Sendable {
         public var source: Source
         public var expiresIn: Int
         public var trace: [String]
+        /// The answer's fields pre-rendered for the wire, when the cache has them.
+        public var renderedFields: [UInt8]? = nil
     }
 
     public typealias Completion = @Sendable (Reply) -> Void
@@ -34,6 +36,8 @@ public final class ResolutionService: Sendable {
     private struct Memory {
         var entries: [String: CacheEntry] = [:]
         var touched: [String: Double] = [:]
+        /// Wire text of answers whose rendering does not change between hits (no inet_ntop per hit).
+        var rendered: [String: [UInt8]] = [:]
     }
     private let memory = Mutex(Memory())
     /// Names with a resolution in flight → who waits for it.
@@ -60,10 +64,10 @@ public final class ResolutionService: Sendable {
     /// A fresh cached reply, or nil when the request needs the network. Runs on the caller's thread.
     public func cachedReply(for name: String) -> Reply? {
         let t = now()
-        let inMemory = memory.withLock { m -> CacheEntry? in
-            guard let e = m.entries[name] else { return nil }
+        let (inMemory, rendered) = memory.withLock { m -> (CacheEntry?, [UInt8]?) in
+            guard let e = m.entries[name] else { return (nil, nil) }
             m.touched[name] = t
-            return e
+            return (e, m.rendered[name])
         }
         guard let entry = inMemory ?? loadFromStore(name) else { return nil }
         if inMemory == nil { memory.withLock { $0.touched[name] = t } }
@@ -72,8 +76,13 @@ public final class ResolutionService: Sendable {
                 if CachePolicy.shouldRefreshAhead(fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt, now: t) {
                     refresh(name)
                 }
+                var fields = rendered
+                if fields == nil, let fixed = Render.fixedAnswerFields(answer) {
+                    fields = fixed
+                    memory.withLock { if $0.entries[name] == entry { $0.rendered[name] = fixed } }
+                }
                 return Reply(serverName: name, entry: entry, answer: answer, failure: nil, source: .cache,
-                             expiresIn: Int(entry.expiresAt - t), trace: [])
+                             expiresIn: Int(entry.expiresAt - t), trace: [], renderedFields: fields)
             }
             if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
                 return Reply(serverName: name, entry: entry, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
@@ -100,8 +109,12 @@ public final class ResolutionService: Sendable {
         let limit = memoryLimit
         memory.withLock { m in
             m.entries[name] = entry
+            m.rendered.removeValue(forKey: name)
             if m.entries.count > limit {
-                for key in Array(m.entries.keys.prefix(max(1, limit / 8))) where key != name { m.entries.removeValue(forKey: key) }
+                for key in Array(m.entries.keys.prefix(max(1, limit / 8))) where key != name {
+                    m.entries.removeValue(forKey: key)
+                    m.rendered.removeValue(forKey: key)
+                }
             }
         }
     }
@@ -255,7 +268,10 @@ public final class ResolutionService: Sendable {
         var removed = 0
         switch scope {
         case .all:
-            memory.withLock { m in m.entries = m.entries.filter { keep($0.value) } }
+            memory.withLock { m in
+                m.entries = m.entries.filter { keep($0.value) }
+                m.rendered = m.rendered.filter { m.entries[$0.key] != nil }
+            }
             removed = store.deleteAll { record in
                 if !failuresOnly { return true }
                 return record.isFailure
@@ -264,7 +280,10 @@ public final class ResolutionService: Sendable {
             for n in names {
                 let e = entry(for: n)
                 guard let e, !keep(e) else { continue }
-                memory.withLock { _ = $0.entries.removeValue(forKey: n) }
+                memory.withLock { m in
+                    m.entries.removeValue(forKey: n)
+                    m.rendered.removeValue(forKey: n)
+                }
                 if store.delete(n) { removed += 1 }
             }
         }

@@ -365,4 +365,21 @@ final class DaemonTests: XCTestCase {
             XCTAssertEqual(ResponseLine(try client.request("resolve 1.1.\(i / 250).\(i % 250 + 1)").last!)["source"], "cache")
         }
     }
+
+    func testCachedSRVAnswerIsReorderedByWeightPerHitAndFixedAnswersStayFixed() throws {
+        let client = try daemon.client()
+        XCTAssertEqual(ResponseLine(try client.request("resolve srv-weights.test").last!)["source"], "network")
+        var firsts: [String: Int] = [:]
+        for _ in 0..<200 {
+            let r = ResponseLine(try client.request("resolve srv-weights.test").last!)
+            XCTAssertEqual(r["source"], "cache")
+            XCTAssertEqual(r.all("target").count, 4)
+            firsts[String(r.all("target")[0].split(separator: ",")[0]), default: 0] += 1
+        }
+        XCTAssertGreaterThan(firsts.count, 1, "equal-priority targets take turns by weight: \(firsts)")
+        let first = try client.request("resolve wk-noport.test").last!
+        for _ in 0..<20 {
+            XCTAssertEqual(ResponseLine(try client.request("resolve wk-noport.test").last!).all("target"), ResponseLine(first).all("target"))
+        }
+    }
 }
