@@ -62,6 +62,10 @@ enum Render {
         for t in SRVOrder.reordered(a.targets) {
             b.field("target", ([t.host, String(t.port)] + t.addresses.map(\.description)).joined(separator: ","))
         }
+        // The lifetime of each ingredient, as fetched (the answer's own `ttl` is their minimum, clamped).
+        if let wk = a.wellKnown?.headerLifetime { b.field("well_known_max_age", Int(wk)) }
+        if let srv = a.srvTTL { b.field("srv_ttl", Int(srv)) }
+        if let addr = a.addressTTL { b.field("address_ttl", Int(addr)) }
     }
 
     static func answerJSON(_ a: Resolution, into o: inout JSONObject) {
@@ -77,6 +81,11 @@ enum Render {
         o.string("tls_server_name", a.tlsServerName)
         o.optionalString("sni", a.sni)
         o.string("step", a.step.rawValue)
+        var lifetimes = JSONObject()
+        lifetimes.raw("well_known_max_age", a.wellKnown?.headerLifetime.map { String(Int($0)) } ?? "null")
+        lifetimes.raw("srv_ttl", a.srvTTL.map { String($0) } ?? "null")
+        lifetimes.raw("address_ttl", a.addressTTL.map { String($0) } ?? "null")
+        o.raw("lifetimes", lifetimes.text)
     }
 
     static func entryLine(_ e: CacheEntry, id: String?, now: Double) -> [UInt8] {
