@@ -18,6 +18,8 @@ public struct NetworkConfig: Sendable, Hashable {
     /// lazily per issuer. nil: libcurl's built-in default (the bundle file, parsed per handshake).
     public var systemCAPath: String? = "/etc/ssl/certs"
     public var userAgent: String = "mxresolved"
+    /// I/O threads owning curl (and, on the first, c-ares); one per core suits a cold start.
+    public var ioThreads: Int = 1
 
     public init() {}
 }
@@ -52,35 +54,50 @@ public struct NetworkCounters: Sendable, Hashable {
 /// (Mutex inbox) and updates atomics.
 public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     public let config: NetworkConfig
-    private let loop: IOLoop
+    /// I/O threads. DNS goes to the first (one c-ares channel, one in-flight bound); well-known
+    /// fetches are spread over all of them, because TLS set-up is CPU work that one thread cannot
+    /// keep up with on a cold start (BENCHMARKS.md, cold resolution profile).
+    private let loops: [IOLoop]
+    private var loop: IOLoop { loops[0] }
+    private let nextHTTPSLoop = Synchronization.Atomic<Int>(0)
     private let counters = Counters()
 
     public init(config: NetworkConfig) throws {
         self.config = config
-        let dns = try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs, tries: config.dnsTries,
-                              maxInFlight: config.maxDNSInFlight)
-        let https: CurlHTTPS
+        var made: [IOLoop] = []
+        let count = max(1, config.ioThreads)
         do {
-            https = try CurlHTTPS(maxInFlight: config.maxHTTPSInFlight, userAgent: config.userAgent,
-                                  extraCAFile: config.extraCAFile, systemCAPath: config.systemCAPath)
+            for _ in 0..<count {
+                let dns = try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs, tries: config.dnsTries,
+                                      maxInFlight: config.maxDNSInFlight)
+                let https: CurlHTTPS
+                do {
+                    https = try CurlHTTPS(maxInFlight: max(1, config.maxHTTPSInFlight / count), userAgent: config.userAgent,
+                                          extraCAFile: config.extraCAFile, systemCAPath: config.systemCAPath)
+                } catch {
+                    dns.shutdown()
+                    throw error
+                }
+                do {
+                    made.append(try IOLoop(dns: dns, https: https))
+                } catch {
+                    https.shutdown()
+                    dns.shutdown()
+                    throw error
+                }
+            }
         } catch {
-            dns.shutdown()
+            made.forEach { $0.stop() }
             throw error
         }
-        do {
-            loop = try IOLoop(dns: dns, https: https)
-        } catch {
-            https.shutdown()
-            dns.shutdown()
-            throw error
-        }
+        loops = made
     }
 
-    deinit { loop.stop() }
+    deinit { loops.forEach { $0.stop() } }
 
     /// Fails everything pending or in flight (each completion is called exactly once), frees the
-    /// handles and ends the I/O thread. Later calls complete at once with an error.
-    public func stop() { loop.stop() }
+    /// handles and ends the I/O threads. Later calls complete at once with an error.
+    public func stop() { loops.forEach { $0.stop() } }
 
     public var counterSnapshot: NetworkCounters { counters.snapshot() }
     public func resetCounters() { counters.reset() }
@@ -123,7 +140,8 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
             counters.count(https: result)
             completion(result)
         }
-        loop.submit(IOLoop.Job(run: { loop in loop.https.enqueue(request, counted) },
+        let target = loops[nextHTTPSLoop.wrappingAdd(1, ordering: .relaxed).oldValue % loops.count]
+        target.submit(IOLoop.Job(run: { loop in loop.https.enqueue(request, counted) },
                                cancel: { counted(.failure(.other("network backend stopped"))) }))
     }
 

@@ -36,6 +36,7 @@ public final class Daemon: Sendable {
         net.dnsTries = config.dnsTries
         net.maxDNSInFlight = config.maxDNSInFlight
         net.maxHTTPSInFlight = config.maxHTTPSInFlight
+        net.ioThreads = config.ioThreads
         net.extraCAFile = config.caFile
         net.userAgent = "mxresolved/\(Wire.serverVersion)"
         backend = try NetworkBackend(config: net)

@@ -23,6 +23,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var memoryCacheEntries = 100_000
     /// Reactor threads watching client sockets (one per core by default).
     public var socketThreads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    /// I/O threads for curl (the first also owns c-ares): TLS set-up is CPU work on a cold start.
+    public var ioThreads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     public var maxDNSInFlight = 64
     public var maxHTTPSInFlight = 128
     public var wellKnownTimeoutMs = 10_000
@@ -45,7 +47,7 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public static let keys: [String] = ["state-dir", "socket", "socket-mode", "admin-group", "dns-server", "dns-timeout-ms",
-                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb", "memory-cache-entries", "socket-threads",
+                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb", "memory-cache-entries", "socket-threads", "io-threads",
                                         "max-dns-inflight", "max-https-inflight", "wellknown-timeout-ms",
                                         "resolution-timeout-ms", "log-level"]
 
@@ -80,6 +82,7 @@ public struct DaemonConfig: Sendable, Equatable {
             denyIP.append(value)
         case "cache-map-size-mb": cacheMapSizeMB = try int(1...1_048_576)
         case "socket-threads": socketThreads = try int(1...64)
+        case "io-threads": ioThreads = try int(1...16)
         case "memory-cache-entries": memoryCacheEntries = try int(100...100_000_000)
         case "max-dns-inflight": maxDNSInFlight = try int(1...10_000)
         case "max-https-inflight": maxHTTPSInFlight = try int(1...10_000)

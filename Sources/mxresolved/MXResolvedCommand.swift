@@ -30,6 +30,7 @@ struct MXResolvedCommand: ParsableCommand {
     @Option(help: "LMDB map size in MiB: the cache's upper bound (default 256).") var cacheMapSizeMb: String?
     @Option(help: "Decoded cache entries kept in memory; the rest are read from LMDB on use (default 100000).") var memoryCacheEntries: String?
     @Option(help: "Threads watching client sockets (default: one per core).") var socketThreads: String?
+    @Option(help: "I/O threads for well-known fetches; the first also runs DNS (default: one per core).") var ioThreads: String?
     @Option(help: "DNS queries in flight at most (default 64).") var maxDnsInflight: String?
     @Option(help: "Well-known fetches in flight at most (default 128).") var maxHttpsInflight: String?
     @Option(help: "Total timeout of one well-known fetch in ms (default 10000).") var wellknownTimeoutMs: String?
@@ -48,7 +49,7 @@ struct MXResolvedCommand: ParsableCommand {
             let flags: [(String, String?)] = [
                 ("state-dir", stateDir), ("socket", socket), ("socket-mode", socketMode), ("admin-group", adminGroup),
                 ("dns-timeout-ms", dnsTimeoutMs), ("dns-tries", dnsTries), ("ca-file", caFile),
-                ("cache-map-size-mb", cacheMapSizeMb), ("memory-cache-entries", memoryCacheEntries), ("socket-threads", socketThreads), ("max-dns-inflight", maxDnsInflight),
+                ("cache-map-size-mb", cacheMapSizeMb), ("memory-cache-entries", memoryCacheEntries), ("socket-threads", socketThreads), ("io-threads", ioThreads), ("max-dns-inflight", maxDnsInflight),
                 ("max-https-inflight", maxHttpsInflight), ("wellknown-timeout-ms", wellknownTimeoutMs),
                 ("resolution-timeout-ms", resolutionTimeoutMs), ("log-level", logLevel),
             ]
