@@ -13,10 +13,7 @@ enum Render {
             if let a = reply.answer {
                 answerJSON(a, into: &o)
             } else if let f = reply.failure {
-                var e = JSONObject()
-                e.string("code", f.code.rawValue)
-                e.string("message", f.message)
-                o.raw("error", e.text)
+                failureJSON(f, into: &o)
             }
             o.string("source", reply.source.rawValue)
             o.int("expires_in", max(0, reply.expiresIn))
@@ -66,6 +63,13 @@ enum Render {
         if let wk = a.wellKnown?.headerLifetime { b.field("well_known_max_age", Int(wk)) }
         if let srv = a.srvTTL { b.field("srv_ttl", Int(srv)) }
         if let addr = a.addressTTL { b.field("address_ttl", Int(addr)) }
+    }
+
+    static func failureJSON(_ f: ResolutionFailure, into o: inout JSONObject) {
+        var e = JSONObject()
+        e.string("code", f.code.rawValue)
+        e.string("message", f.message)
+        o.raw("error", e.text)
     }
 
     static func answerJSON(_ a: Resolution, into o: inout JSONObject) {
@@ -124,10 +128,7 @@ enum Render {
         if let a = e.answer {
             answerJSON(a, into: &o)
         } else if let f = e.failure {
-            var err = JSONObject()
-            err.string("code", f.code.rawValue)
-            err.string("message", f.message)
-            o.raw("error", err.text)
+            failureJSON(f, into: &o)
             o.int("consecutive_failures", e.consecutiveFailures)
         }
         if let wk = e.wellKnown {
