@@ -37,17 +37,18 @@ public struct NetworkCounters: Sendable, Hashable {
 
     /// `name=value` pairs for the statistics command.
     public var fields: [(String, Int)] {
-        [("dns.queries.ok", dnsOK), ("dns.queries.nxdomain", dnsNXDomain), ("dns.queries.nodata", dnsNoData),
-         ("dns.queries.servfail", dnsServfail), ("dns.queries.refused", dnsRefused), ("dns.queries.timeout", dnsTimeout),
-         ("dns.queries.other", dnsOther),
-         ("https.fetches.ok", httpsOK), ("https.fetches.connect", httpsConnect), ("https.fetches.tls", httpsTLS),
-         ("https.fetches.timeout", httpsTimeout), ("https.fetches.body_too_large", httpsBodyTooLarge),
-         ("https.fetches.other", httpsOther)]
+        [("dns_queries_ok", dnsOK), ("dns_queries_nxdomain", dnsNXDomain), ("dns_queries_nodata", dnsNoData),
+         ("dns_queries_servfail", dnsServfail), ("dns_queries_refused", dnsRefused), ("dns_queries_timeout", dnsTimeout),
+         ("dns_queries_other", dnsOther),
+         ("https_fetches_ok", httpsOK), ("https_fetches_connect", httpsConnect), ("https_fetches_tls", httpsTLS),
+         ("https_fetches_timeout", httpsTimeout), ("https_fetches_body_too_large", httpsBodyTooLarge),
+         ("https_fetches_other", httpsOther)]
     }
 }
 
-/// The real `LookupBackend`: c-ares for DNS and libcurl for HTTPS, both driven by one I/O thread.
-/// Completions run on that thread and must be cheap (hop elsewhere for real work).
+/// The real `LookupBackend`: c-ares for DNS and libcurl for HTTPS, driven by I/O threads (DNS on the
+/// first, fetches spread over all). Completions run on those threads and must be cheap (hop elsewhere
+/// for real work).
 ///
 /// THREADING RULE (`@unchecked Sendable`): the C handles live in `IOLoop`'s `AresDNS` and
 /// `CurlHTTPS` and are touched only on the loop thread; this class only submits jobs to the loop

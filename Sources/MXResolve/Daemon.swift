@@ -127,5 +127,4 @@ final class SourceBox: @unchecked Sendable {
     private let lock = Mutex(())
     private var sources: [any DispatchSourceProtocol] = []
     func set(_ s: any DispatchSourceProtocol) { lock.withLock { _ in sources.append(s) } }
-    func cancelAll() { lock.withLock { _ in sources.forEach { $0.cancel() }; sources = [] } }
 }

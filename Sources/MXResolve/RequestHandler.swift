@@ -32,7 +32,7 @@ public final class RequestHandler: RequestHandling {
     static let stateChanging: Set<String> = ["flush-caches", "revalidate", "reset-statistics"]
 
     public func handle(line: ArraySlice<UInt8>, peer: PeerCredentials,
-                       respond: @escaping @Sendable ([UInt8], Bool) -> Void) -> Bool {
+                       respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
         stats.requests.wrappingAdd(1, ordering: .relaxed)
         let request: Wire.Request
         switch Wire.parse(line) {
@@ -40,7 +40,7 @@ public final class RequestHandler: RequestHandling {
         case .failure(let e):
             stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             respond(Wire.errorLine(code: e.code, message: e.message, id: e.id), e.id == nil)
-            return true
+            return
         }
         let id = request.id
         let ordered = id == nil
@@ -50,11 +50,11 @@ public final class RequestHandler: RequestHandling {
         }
         if shuttingDown.load(ordering: .relaxed) {
             error("shutting_down", "mxresolved is stopping; reconnect and retry")
-            return true
+            return
         }
         if Self.stateChanging.contains(request.verb) && !mayChangeState(peer) {
             error("forbidden", "\(request.verb) changes daemon state; peer uid \(peer.uid) is neither root, uid \(ownUID), nor in the admin group")
-            return true
+            return
         }
         switch request.verb {
         case "hello":
@@ -102,7 +102,7 @@ public final class RequestHandler: RequestHandling {
                     b.field("code", FailureCode.invalidServerName.rawValue)
                     b.field("msg", "\(e)")
                     respond(b.line(), ordered)
-                    return true
+                    return
                 }
             }
             for name in request.arguments { service.revalidate(name) }
@@ -131,13 +131,11 @@ public final class RequestHandler: RequestHandling {
         default:
             error("unknown_verb", "unknown verb")
         }
-        return true
     }
 
     func storeFields() -> [(String, Int)] {
         let s = store.statistics
-        let wire = upstream().map { (key: String, value: Int) in (key.replacingOccurrences(of: ".", with: "_"), value) }
-        return wire + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries),
+        return upstream() + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries),
                        ("cache_memory_entries", service.memoryCount), ("cache_bytes", s.usedBytes),
                        ("cache_map_bytes", s.mapSize), ("cache_evictions", s.evictions)]
     }
@@ -180,8 +178,7 @@ public final class RequestHandler: RequestHandling {
 
     func showCache(_ request: Wire.Request, respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
         let now = wallClockSeconds()
-        var entries = service.allEntries()
-        if let only = request.arguments.first { entries = entries.filter { $0.serverName == only } }
+        var entries = request.arguments.first.map { service.storedEntry($0).map { [$0] } ?? [] } ?? service.allEntries()
         if !request.flag("failures") { entries = entries.filter { !$0.isFailure } }
         if request.json {
             var o = JSONObject()

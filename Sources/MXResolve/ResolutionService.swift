@@ -12,7 +12,6 @@ public final class ResolutionService: Sendable {
 
     public struct Reply: Sendable {
         public var serverName: String
-        public var entry: CacheEntry?
         /// The answer to hand out (nil when `failure` is set).
         public var answer: Resolution?
         public var failure: ResolutionFailure?
@@ -30,9 +29,8 @@ public final class ResolutionService: Sendable {
     let stats: Statistics
     let logger: Logger
     let now: @Sendable () -> Double
-    /// Decoded entries of names in use; LMDB holds them all. Read on the hot path.
-    /// Names in use and when they were last used (written to LMDB in batches, never per hit).
-    /// One lock for both, so a hit takes it once.
+    /// Decoded entries of names in use (LMDB holds them all) and when each was last used (written
+    /// to LMDB in batches, never per hit). One lock for all of it, so a hit takes it once.
     private struct Memory {
         var entries: [String: CacheEntry] = [:]
         var touched: [String: Double] = [:]
@@ -81,13 +79,13 @@ public final class ResolutionService: Sendable {
                     fields = fixed
                     memory.withLock { if $0.entries[name] == entry { $0.rendered[name] = fixed } }
                 }
-                return Reply(serverName: name, entry: entry, answer: answer, failure: nil, source: .cache,
+                return Reply(serverName: name, answer: answer, failure: nil, source: .cache,
                              expiresIn: Int(entry.expiresAt - t), trace: [], renderedFields: fields)
             }
             if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
-                return Reply(serverName: name, entry: entry, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
+                return Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
             }
-            return Reply(serverName: name, entry: entry, answer: nil, failure: entry.failure, source: .cache,
+            return Reply(serverName: name, answer: nil, failure: entry.failure, source: .cache,
                          expiresIn: Int(entry.expiresAt - t), trace: [])
         }
         return nil
@@ -188,7 +186,7 @@ public final class ResolutionService: Sendable {
         switch result {
         case .failure(let f) where f.code == .invalidServerName || f.code == .cancelled:
             // Not cached: nothing upstream was asked, and the answer never changes.
-            reply = Reply(serverName: name, entry: nil, answer: nil, failure: f, source: .network, expiresIn: 0, trace: f.trace)
+            reply = Reply(serverName: name, answer: nil, failure: f, source: .network, expiresIn: 0, trace: f.trace)
         default:
             let entry = CacheUpdate.apply(serverName: name, previous: previous, result: result, usedCachedWellKnown: usedCachedWellKnown,
                                           now: t, jitter: Double.random(in: -1...1))
@@ -202,15 +200,15 @@ public final class ResolutionService: Sendable {
             }
             if let answer = entry.answer {
                 stats.count(step: answer.step)
-                reply = Reply(serverName: name, entry: entry, answer: answer, failure: nil, source: .network,
+                reply = Reply(serverName: name, answer: answer, failure: nil, source: .network,
                               expiresIn: Int(entry.expiresAt - t), trace: trace)
             } else if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
                 logger.warning("resolution failed temporarily; serving the last good answer",
                                metadata: ["name": "\(name)", "code": "\(entry.failure?.code.rawValue ?? "")"])
                 stats.stale.wrappingAdd(1, ordering: .relaxed)
-                reply = Reply(serverName: name, entry: entry, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
+                reply = Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
             } else {
-                reply = Reply(serverName: name, entry: entry, answer: nil, failure: entry.failure, source: .network,
+                reply = Reply(serverName: name, answer: nil, failure: entry.failure, source: .network,
                               expiresIn: Int(entry.expiresAt - t), trace: trace)
             }
         }
@@ -239,22 +237,14 @@ public final class ResolutionService: Sendable {
     }
 
     /// Background re-resolution; hits keep being served the current answer until it lands.
-    public func refresh(_ name: String) {
-        let already = inflight.withLock { $0[name] != nil }
-        if already { return }
-        resolve(name) { _ in }
-    }
+    public func refresh(_ name: String) { resolveInBackground(name, fresh: false) }
 
     /// Refetches everything about `name`, including its well-known, now.
-    public func revalidate(_ name: String) {
-        let already = inflight.withLock { table -> Bool in
-            if table[name] != nil { return true }
-            table[name] = []
-            return false
-        }
-        if already { return }
-        stats.inflight.wrappingAdd(1, ordering: .relaxed)
-        start(name, previous: entry(for: name), known: nil)
+    public func revalidate(_ name: String) { resolveInBackground(name, fresh: true) }
+
+    private func resolveInBackground(_ name: String, fresh: Bool) {
+        if inflight.withLock({ $0[name] != nil }) { return }
+        resolve(name, fresh: fresh) { _ in }
     }
 
     // MARK: Admin
@@ -297,6 +287,12 @@ public final class ResolutionService: Sendable {
             if let e = CacheEntry.decode(record.payload) { out.append(e) }
         }
         return out.sorted { $0.serverName < $1.serverName }
+    }
+
+    /// One name's stored entry, read without loading it into memory.
+    public func storedEntry(_ name: String) -> CacheEntry? {
+        drainWrites()
+        return store.get(name).flatMap { CacheEntry.decode($0.payload) }
     }
 
     public func drainWrites() { writer.sync {} }

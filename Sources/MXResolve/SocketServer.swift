@@ -24,7 +24,7 @@ public struct PeerCredentials: Sendable {
 /// Decides what one request line gets. `respond` may be called inline (a cache hit, answered on the
 /// thread that read the request) or later from any thread (a miss).
 public protocol RequestHandling: Sendable {
-    func handle(line: ArraySlice<UInt8>, peer: PeerCredentials, respond: @escaping @Sendable (_ bytes: [UInt8], _ ordered: Bool) -> Void) -> Bool
+    func handle(line: ArraySlice<UInt8>, peer: PeerCredentials, respond: @escaping @Sendable (_ bytes: [UInt8], _ ordered: Bool) -> Void)
 }
 
 public enum SocketServerError: Error, CustomStringConvertible {
@@ -129,8 +129,6 @@ public final class SocketServer: Sendable {
         if ownsPath, let path { unlink(path) }
     }
 
-    public var openConnections: Int { reactors.reduce(0) { $0 + $1.connectionCount } }
-
     /// Closes every connection (after shutdown's grace period).
     public func closeAll() {
         let group = DispatchGroup()
@@ -165,10 +163,8 @@ final class Reactor: @unchecked Sendable {
     let stats: Statistics
     let logger: Logger
     private let mailbox = Mutex<[@Sendable () -> Void]>([])
-    private let connectionTotal = Atomic<Int>(0)
     private var connections: [Int32: Connection] = [:]
     private var listener: (fd: Int32, onReadable: () -> Void)?
-    private var thread: pthread_t?
     private let threadID = Mutex<pthread_t?>(nil)
 
     init(index: Int, handler: any RequestHandling, stats: Statistics, logger: Logger) throws {
@@ -183,8 +179,6 @@ final class Reactor: @unchecked Sendable {
         var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(fd: wakeFD))
         epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &ev)
     }
-
-    var connectionCount: Int { connectionTotal.load(ordering: .relaxed) }
 
     func start() {
         let t = Thread { [self] in
@@ -257,7 +251,6 @@ final class Reactor: @unchecked Sendable {
     func adopt(fd: Int32, peer: PeerCredentials) {
         let c = Connection(fd: fd, peer: peer, reactor: self)
         connections[fd] = c
-        connectionTotal.wrappingAdd(1, ordering: .relaxed)
         var ev = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(fd: fd))
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev)
     }
@@ -275,7 +268,6 @@ final class Reactor: @unchecked Sendable {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nil)
         connections.removeValue(forKey: c.fd)
         close(c.fd)
-        connectionTotal.wrappingSubtract(1, ordering: .relaxed)
         stats.connections.wrappingSubtract(1, ordering: .relaxed)
     }
 
@@ -379,7 +371,7 @@ final class Connection: @unchecked Sendable {
         let reactor = self.reactor
         // `respond` runs inline for hits (on this reactor thread: no hop) or later, from any thread,
         // for misses (posted to this reactor). Which one is decided by where it runs, never by timing.
-        _ = reactor.handler.handle(line: line, peer: peer) { [self] bytes, isOrdered in
+        reactor.handler.handle(line: line, peer: peer) { [self] bytes, isOrdered in
             if reactor.isCurrent {
                 deliver(bytes, slot: slot, isOrdered: isOrdered)
             } else {
