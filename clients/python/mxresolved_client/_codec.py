@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import (PROTOCOL_ERROR_CODES, MxResolvedError, ProtocolError, ResolveError, protocol_error,
                      resolve_error)
-from .types import CacheEntry, Resolution, Target
+from .types import CacheEntry, Lifetimes, Resolution, Target
 
 MAX_LINE = 4096
 DEFAULT_MAX_INFLIGHT = 256
@@ -179,6 +179,23 @@ def parse_target(value: str) -> Target:
     return Target(host=parts[0], port=_int(parts[1], "target port"), addresses=parts[2:])
 
 
+_LIFETIME_KEYS = ("well_known_max_age", "srv_ttl", "address_ttl")
+
+
+def _optional_int(v: Any, what: str) -> Optional[int]:
+    return None if v is None or v == "" else _int(v, what)
+
+
+def lifetimes_from_fields(r: Reply) -> Lifetimes:
+    return Lifetimes(*(_optional_int(r.get(k), k) for k in _LIFETIME_KEYS))
+
+
+def lifetimes_from_json(o: Any) -> Lifetimes:
+    if not isinstance(o, dict):
+        return Lifetimes()
+    return Lifetimes(*(_optional_int(o.get(k), k) for k in _LIFETIME_KEYS))
+
+
 def resolution_from_fields(r: Reply) -> Resolution:
     def need(k: str) -> str:
         v = r.get(k)
@@ -196,6 +213,7 @@ def resolution_from_fields(r: Reply) -> Resolution:
         source=r.get("source", "network") or "network",
         expires_in=_int(r.get("ttl", "0"), "ttl"),
         trace=r.get_all("trace"),
+        lifetimes=lifetimes_from_fields(r),
     )
 
 
@@ -208,7 +226,7 @@ def resolution_from_json(o: Dict[str, Any]) -> Resolution:
             server_name=str(o["server_name"]), targets=targets, host_header=str(o["host_header"]),
             tls_server_name=str(o["tls_server_name"]), sni=str(sni) if sni else None, step=str(o["step"]),
             source=str(o.get("source", "network")), expires_in=_int(o.get("expires_in", 0), "expires_in"),
-            trace=[str(x) for x in o.get("trace", []) or []])
+            trace=[str(x) for x in o.get("trace", []) or []], lifetimes=lifetimes_from_json(o.get("lifetimes")))
     except (KeyError, TypeError, AttributeError) as e:
         raise ProtocolError(None, f"malformed JSON resolution: {e!r}") from None
 

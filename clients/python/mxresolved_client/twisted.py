@@ -8,7 +8,6 @@ Deferreds. Requires the ``twisted`` extra (``pip install './clients/python[twist
 """
 from __future__ import annotations
 
-import itertools
 from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer
@@ -18,105 +17,62 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from . import _api
-from ._codec import DEFAULT_MAX_INFLIGHT, Reply, encode_request, parse_line
-from .errors import DaemonUnavailable, MxResolvedError, ProtocolError, RequestTimeout, UnsupportedVersion
-from .types import CacheEntry, Resolution
-
-_MAX_RESPONSE_LINE = 16 * 1024 * 1024
-
-
-class _ConnectionLost(Exception):
-    pass
+from ._codec import Reply
+from ._pipeline import (ATTEMPTS, DRAIN_PAUSE, ConnectionLost, Pipeline, connect_delays, is_draining,
+                        unavailable)
+from .errors import DaemonUnavailable, MxResolvedError, ProtocolError, RequestTimeout
 
 
 class MxResolvedProtocol(Protocol):
-    """Line protocol: writes request lines, matches response lines to Deferreds by id."""
+    """A Twisted Protocol over the connection's Pipeline; its waiters are Deferreds."""
 
     def __init__(self) -> None:
-        self._buf = b""
-        self.pending: Dict[str, "tuple[defer.Deferred[Reply], List[Reply]]"] = {}
-        self.connected_ = False
-        self.dead = False
-        self.max_inflight = DEFAULT_MAX_INFLIGHT
-        self._waiting: List["defer.Deferred[None]"] = []
+        self.pipe: Pipeline["defer.Deferred[Reply]"] = Pipeline("t")
 
-    def connectionMade(self) -> None:
-        self.connected_ = True
+    @property
+    def dead(self) -> bool:
+        return self.pipe.dead
 
     def dataReceived(self, data: bytes) -> None:
-        self._buf += data
-        while b"\n" in self._buf:
-            line, self._buf = self._buf.split(b"\n", 1)
-            try:
-                reply = parse_line(line)
-            except ProtocolError as e:
-                self._fail_all(e)
-                self.transport.loseConnection()
-                return
-            self._dispatch(reply)
-        if len(self._buf) > _MAX_RESPONSE_LINE:
-            self._fail_all(ProtocolError(None, "response line too long"))
-            self.transport.loseConnection()
-
-    def _dispatch(self, reply: Reply) -> None:
-        key: Optional[str] = None
-        if reply.id is not None and reply.id in self.pending:
-            key = reply.id
-        elif reply.id is None and self.pending:
-            key = next(iter(self.pending))
-        if key is None:
+        try:
+            done, out = self.pipe.receive(data)
+        except ProtocolError as e:
+            self._die(e)
             return
-        d, entries = self.pending[key]
-        if not reply.is_final:
-            entries.append(reply)
-            return
-        del self.pending[key]
-        reply.entries = entries
-        self._release_slot()
-        d.callback(reply)
-
-    def _release_slot(self) -> None:
-        if self._waiting and len(self.pending) < self.max_inflight:
-            self._waiting.pop(0).callback(None)
-
-    def _fail_all(self, err: BaseException) -> None:
-        self.dead = True
-        pend = list(self.pending.values())
-        self.pending.clear()
-        for d, _ in pend:
-            d.errback(Failure(err))
-        waiting, self._waiting = self._waiting, []
-        for w in waiting:
-            w.errback(Failure(err))
+        self._write(out)
+        for d, reply in done:
+            d.callback(reply)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._fail_all(_ConnectionLost(f"connection lost: {reason.getErrorMessage() if reason else ''}"))
+        self._die(ConnectionLost(f"connection lost: {reason.getErrorMessage() if reason else ''}"))
 
-    @defer.inlineCallbacks
-    def request(self, line: bytes, rid: str) -> Any:
-        """Deferred[Reply]. Waits for a free in-flight slot first."""
-        while len(self.pending) >= self.max_inflight:
-            w: "defer.Deferred[None]" = defer.Deferred()
-            self._waiting.append(w)
-            yield w
-        if self.dead:
-            raise _ConnectionLost("connection is closed")
-        d: "defer.Deferred[Reply]" = defer.Deferred()
-        self.pending[rid] = (d, [])
-        self.transport.write(line)
-        try:
-            reply = yield d
-        finally:
-            if self.pending.pop(rid, None) is not None:
-                self._release_slot()
-        return reply
+    def _write(self, data: bytes) -> None:
+        if data and not self.pipe.dead:
+            self.transport.write(data)
 
-    def forget(self, rid: str) -> None:
-        if self.pending.pop(rid, None) is not None:
-            self._release_slot()
+    def _die(self, err: BaseException) -> None:
+        was_dead = self.pipe.dead
+        for d in self.pipe.fail():
+            d.errback(Failure(err))
+        if not was_dead and self.transport is not None:
+            self.transport.loseConnection()
+
+    def close(self) -> None:
+        self._die(ConnectionLost("client closed the connection"))
+
+    def request(self, verb: str, args: Sequence[str], options: Dict[str, str]) -> "defer.Deferred[Reply]":
+        """Deferred[Reply]; cancelling it (a timeout) forgets the request."""
+        rid = ""
+
+        def cancel(_: "defer.Deferred[Reply]") -> None:
+            self._write(self.pipe.cancel(rid))
+        d: "defer.Deferred[Reply]" = defer.Deferred(canceller=cancel)
+        rid, out = self.pipe.submit(verb, args, options, d)
+        self._write(out)
+        return d
 
 
-class TwistedClient:
+class TwistedClient(_api.Verbs):
     """Deferred-returning mxresolved client over one pipelined UNIX connection.
     Calls time out after ``timeout`` seconds (RequestTimeout); after a lost connection
     the client reconnects and resends once (DaemonUnavailable if that fails too)."""
@@ -127,7 +83,7 @@ class TwistedClient:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
         self.reactor = reactor
-        self.path = path or _api.default_socket_path()
+        self.path = _api.socket_path(path)
         self.timeout = timeout
         self.connect_retry = connect_retry
         self.do_hello = hello
@@ -135,16 +91,12 @@ class TwistedClient:
         self._proto: Optional[MxResolvedProtocol] = None
         self._connecting = False
         self._waiters: List["defer.Deferred[MxResolvedProtocol]"] = []
-        self._ids = itertools.count(1)
         self._closed = False
-
-    def _next_id(self) -> str:
-        return f"t{next(self._ids)}"
 
     def close(self) -> None:
         self._closed = True
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.loseConnection()
+        if self._proto is not None:
+            self._proto.close()
         self._proto = None
 
     @defer.inlineCallbacks
@@ -154,17 +106,16 @@ class TwistedClient:
             try:
                 proto = yield self._open_once(give_up)
                 return proto
-            except _ConnectionLost:
+            except ConnectionLost:
                 # A stopping daemon may still accept and answer shutting_down: retry in the window.
-                if self.reactor.seconds() + 0.05 >= give_up:
+                if self.reactor.seconds() + DRAIN_PAUSE >= give_up:
                     raise
-                yield _sleep(self.reactor, 0.05)
+                yield _sleep(self.reactor, DRAIN_PAUSE)
 
     @defer.inlineCallbacks
     def _open_once(self, give_up: float) -> Any:
         endpoint = UNIXClientEndpoint(self.reactor, self.path, timeout=max(1, int(self.timeout)))
-        delay = 0.02
-        while True:
+        for delay in connect_delays():
             try:
                 proto = yield connectProtocol(endpoint, MxResolvedProtocol())
                 break
@@ -172,21 +123,12 @@ class TwistedClient:
                 if self.reactor.seconds() + delay >= give_up:
                     raise DaemonUnavailable(f"cannot connect to mxresolved at {self.path}: {e}")
                 yield _sleep(self.reactor, delay)
-                delay = min(delay * 2, 0.2)
         if self.do_hello:
-            rid = self._next_id()
-            r = yield proto.request(encode_request("hello", ["1"], request_id=rid), rid)
-            if r.ok:
-                self.server_info = r.as_dict()
-                v = r.get("max_inflight", "")
-                if v and v.isdigit() and int(v) > 0:
-                    proto.max_inflight = int(v)
-            elif r.get("code") == "unsupported_version":
-                proto.transport.loseConnection()
-                raise UnsupportedVersion("unsupported_version", r.get("msg", "") or "")
-            elif r.get("code") == "shutting_down":
-                proto.transport.loseConnection()
-                raise _ConnectionLost("daemon is shutting down")
+            try:
+                self.server_info = proto.pipe.accept_hello((yield proto.request("hello", ["1"], {})))
+            except BaseException:
+                proto.close()
+                raise
         return proto
 
     def _get_proto(self) -> "defer.Deferred[MxResolvedProtocol]":
@@ -214,78 +156,37 @@ class TwistedClient:
         return None
 
     @defer.inlineCallbacks
-    def _attempts(self, verb: str, args: Sequence[str], options: Dict[str, str], state: Dict[str, Any]) -> Any:
+    def _attempts(self, verb: str, args: Sequence[str], options: Dict[str, str]) -> Any:
         last: Optional[BaseException] = None
-        for attempt in range(2):
-            rid = self._next_id()
-            line = encode_request(verb, args, options, rid)
+        for attempt in range(ATTEMPTS):
             try:
                 proto = yield self._get_proto()
-                state["proto"], state["rid"] = proto, rid
-                reply = yield proto.request(line, rid)
-            except _ConnectionLost as e:
+                reply = yield proto.request(verb, args, options)
+            except ConnectionLost as e:
                 last = e
                 continue
-            if not reply.ok and reply.status != "json" and reply.get("code") == "shutting_down" and attempt == 0:
+            if is_draining(reply) and attempt + 1 < ATTEMPTS:
                 if self._proto is proto:
-                    proto.transport.loseConnection()
+                    proto.close()
                     self._proto = None
                 continue
             return reply
-        raise DaemonUnavailable(f"mxresolved at {self.path} is unavailable: {last or 'shutting down'}")
+        raise unavailable(self.path, last)
 
     def _roundtrip(self, verb: str, args: Sequence[str], options: Dict[str, str],
                    timeout: Optional[float]) -> "defer.Deferred[Reply]":
-        state: Dict[str, Any] = {}
-        d = self._attempts(verb, args, options, state)
-        t = self.timeout if timeout is None else timeout
+        d = self._attempts(verb, args, options)
 
         def on_timeout(f: Failure) -> Any:
             if f.check(defer.TimeoutError, defer.CancelledError):
-                if "proto" in state:
-                    state["proto"].forget(state["rid"])
                 raise RequestTimeout("mxresolved did not answer in time")
             return f
-        d.addTimeout(t, self.reactor)
+        d.addTimeout(self.timeout if timeout is None else timeout, self.reactor)
         d.addErrback(on_timeout)
         return d
 
     def call(self, c: _api.Call, timeout: Optional[float] = None) -> "defer.Deferred[Any]":
         return self._roundtrip(c.verb, c.args, c.options, timeout).addCallback(c.convert)
-
-    def request(self, verb: str, *args: str, timeout: Optional[float] = None,
-                **options: str) -> "defer.Deferred[Reply]":
-        return self.call(_api.raw(verb, args, options), timeout)
-
-    def hello(self, versions: str = "1", timeout: Optional[float] = None) -> "defer.Deferred[Dict[str, Any]]":
-        return self.call(_api.hello(versions), timeout)
-
-    def ping(self, timeout: Optional[float] = None) -> "defer.Deferred[None]":
-        return self.call(_api.ping(), timeout)
-
-    def version(self, timeout: Optional[float] = None) -> "defer.Deferred[Dict[str, Any]]":
-        return self.call(_api.version(), timeout)
-
-    def resolve(self, server_name: str, *, cache: bool = True, trace: bool = False,
-                timeout: Optional[float] = None) -> "defer.Deferred[Resolution]":
-        return self.call(_api.resolve(server_name, cache, trace), timeout)
-
-    def show_cache(self, server_name: Optional[str] = None, *, failures: bool = False,
-                   timeout: Optional[float] = None) -> "defer.Deferred[List[CacheEntry]]":
-        return self.call(_api.show_cache(server_name, failures), timeout)
-
-    def flush_caches(self, *server_names: str, failures: bool = False,
-                     timeout: Optional[float] = None) -> "defer.Deferred[int]":
-        return self.call(_api.flush_caches(server_names, failures), timeout)
-
-    def revalidate(self, *server_names: str, timeout: Optional[float] = None) -> "defer.Deferred[int]":
-        return self.call(_api.revalidate(server_names), timeout)
-
-    def statistics(self, timeout: Optional[float] = None) -> "defer.Deferred[_api.Stats]":
-        return self.call(_api.statistics(), timeout)
-
-    def reset_statistics(self, timeout: Optional[float] = None) -> "defer.Deferred[None]":
-        return self.call(_api.reset_statistics(), timeout)
 
 
 def _sleep(reactor: Any, seconds: float) -> "defer.Deferred[None]":

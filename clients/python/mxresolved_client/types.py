@@ -14,6 +14,16 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Lifetimes:
+    """How long each ingredient of an answer was good for when fetched, in seconds; ``None``
+    when that ingredient was not used (or, for the well-known, its cache headers said nothing).
+    The answer's ``expires_in`` is derived from them (docs/caching.md)."""
+    well_known_max_age: Optional[int] = None
+    srv_ttl: Optional[int] = None
+    address_ttl: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Resolution:
     """A successful answer for ``server_name``.
 
@@ -24,6 +34,7 @@ class Resolution:
     * ``step``: the spec step ("1", "2", "3.1" ... "6").
     * ``source``: "network", "cache" or "stale".
     * ``expires_in``: seconds until the answer expires (0 when stale).
+    * ``lifetimes``: the lifetime of each ingredient (well-known, SRV, addresses).
     """
     server_name: str
     targets: List[Target]
@@ -34,6 +45,16 @@ class Resolution:
     source: str
     expires_in: int
     trace: List[str] = field(default_factory=list)
+    lifetimes: Lifetimes = field(default_factory=Lifetimes)
+
+
+@dataclass(frozen=True)
+class Reresolution:
+    """The daemon's answer to ``reresolve``: whether a fresh background resolution started, or
+    else how many seconds until the name may be re-resolved again."""
+    server_name: str
+    started: bool
+    retry_after: Optional[int]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import time
-from typing import List, Optional
+from typing import List, Optional, Set
 
 from mxresolved_client._codec import escape, unescape
 
@@ -22,6 +22,7 @@ class FakeServer:
         self.shutting_down = shutting_down      # answer the first N requests with shutting_down
         self.hello_shutting_down = hello_shutting_down  # answer the first N hellos with shutting_down
         self.requests: List[str] = []
+        self.reresolved: Set[str] = set()
         self.connections = 0
         self.max_seen_inflight = 0
         self._inflight = 0
@@ -145,7 +146,7 @@ class FakeServer:
                 tr = " trace=srv%20lookup trace=a%20lookup" if opts.get("trace") == "yes" else ""
                 send(f"ok{idf} name={n} step=3.3 source=network ttl=300 host={n} tls_name={n} sni={n} "
                      f"target=fed.{n},8443,2a01:4f8::10,203.0.114.7 target=fed2.{n},443,203.0.114.8 "
-                     f"future=yes{tr}")
+                     f"srv_ttl=300 address_ttl=600 future=yes{tr}")
         elif verb == "show-cache":
             send(f"entry{idf} name=a.example status=ok ttl=5 step=3.3 host=a.example tls_name=a.example "
                  f"sni=a.example target=a.example,8448,203.0.114.9")
@@ -153,6 +154,17 @@ class FakeServer:
             send(f"ok{idf} count=2")
         elif verb == "flush-caches":
             send(f"ok{idf} flushed={len(args)}")
+        elif verb == "reresolve":
+            n = escape(args[0])
+            with self._lock:
+                first = args[0] not in self.reresolved
+                self.reresolved.add(args[0])
+            if " " in args[0]:
+                send(f"err{idf} name={n} code=invalid_server_name msg=bad%20char")
+            elif first:
+                send(f"ok{idf} name={n} started=yes")
+            else:
+                send(f"ok{idf} name={n} started=no retry_after=59")
         elif verb == "revalidate":
             send(f"ok{idf} queued={len(args)}")
         elif verb == "statistics":

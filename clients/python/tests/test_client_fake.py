@@ -9,7 +9,7 @@ import pytest
 
 from fakeserver import FakeServer
 from mxresolved_client import (AddressDenied, AsyncClient, Client, DaemonUnavailable, DNSFailure, Forbidden,
-                               InvalidServerName, RequestTimeout, Resolution, Target)
+                               InvalidServerName, Lifetimes, RequestTimeout, Reresolution, Resolution, Target)
 
 
 def test_resolve_and_verbs(fake):
@@ -20,6 +20,7 @@ def test_resolve_and_verbs(fake):
                              Target("fed2.m.example", 443, ["203.0.114.8"])]
         assert r.sni == "m.example" and r.step == "3.3" and r.expires_in == 300
         assert r.trace == ["srv lookup", "a lookup"]
+        assert r.lifetimes == Lifetimes(well_known_max_age=None, srv_ttl=300, address_ttl=600)
         ip = c.resolve("1.2.3.4")
         assert ip.sni is None and ip.tls_server_name == "1.2.3.4" and ip.targets[0].port == 8448
         c.ping()
@@ -31,6 +32,10 @@ def test_resolve_and_verbs(fake):
         assert entries[1].status == "err" and entries[1].code == "no_address"
         assert c.flush_caches("a", "b") == 2
         assert c.revalidate("a") == 1
+        assert c.reresolve("m.example") == Reresolution("m.example", started=True, retry_after=None)
+        assert c.reresolve("m.example") == Reresolution("m.example", started=False, retry_after=59)
+        with pytest.raises(InvalidServerName):
+            c.reresolve("bad name")
         st = c.statistics()
         assert st["requests"] == 10 and st["new_thing"] == "x"
         with pytest.raises(Forbidden):
@@ -176,12 +181,22 @@ def test_daemon_unavailable(sockdir):
         assert time.monotonic() - t0 < 1.5
 
 
-def test_default_socket_env(monkeypatch, fake):
+def test_socket_path_order(monkeypatch, fake, sockdir):
+    """explicit path, $MXRESOLVED_SOCKET, /run/mxresolved/socket when it exists, ./.mxresolved/."""
+    import mxresolved_client._api as api
+    packaged = os.path.join(sockdir, "packaged.sock")
+    monkeypatch.setattr(api, "PACKAGED_SOCKET", packaged)
     monkeypatch.setenv("MXRESOLVED_SOCKET", fake.path)
+    assert Client("/explicit.sock").path == "/explicit.sock"
     with Client() as c:
         assert c.path == fake.path
         c.ping()
+    open(packaged, "w").close()
+    assert Client().path == fake.path
     monkeypatch.delenv("MXRESOLVED_SOCKET")
+    assert Client().path == packaged
+    assert AsyncClient().path == packaged
+    os.unlink(packaged)
     assert Client().path == "./.mxresolved/mxresolved.sock"
 
 
