@@ -21,13 +21,20 @@ import (
 	"time"
 )
 
-// DefaultSocketPath is used when Options.Path is empty and $MXRESOLVED_SOCKET is unset.
+// PackagedSocketPath is where the packaged daemon (dist/ systemd units) listens.
+var PackagedSocketPath = "/run/mxresolved/socket"
+
+// DefaultSocketPath is where scripts/run (no configuration) puts the socket.
 var DefaultSocketPath = filepath.Join(".", ".mxresolved", "mxresolved.sock")
 
-// SocketPath returns $MXRESOLVED_SOCKET, else DefaultSocketPath.
+// SocketPath is the socket every mxresolved client looks for when given no explicit path:
+// $MXRESOLVED_SOCKET, else PackagedSocketPath when it exists, else DefaultSocketPath.
 func SocketPath() string {
 	if p := os.Getenv("MXRESOLVED_SOCKET"); p != "" {
 		return p
+	}
+	if _, err := os.Stat(PackagedSocketPath); err == nil {
+		return PackagedSocketPath
 	}
 	return DefaultSocketPath
 }
@@ -403,7 +410,7 @@ func (c *Client) doOK(ctx context.Context, verb string, args []string, opts ...O
 		return nil, err
 	}
 	if !r.OK() {
-		return nil, ErrorFromReply(r, verb == "resolve" || verb == "revalidate")
+		return nil, ErrorFromReply(r, verb == "resolve" || verb == "revalidate" || verb == "reresolve")
 	}
 	return r, nil
 }
@@ -497,6 +504,23 @@ func (c *Client) Revalidate(ctx context.Context, names ...string) (int, error) {
 		return 0, err
 	}
 	return atoiField(r, "queued")
+}
+
+// Reresolve asks the daemon for a fresh background resolution of a name (after every target
+// of its answer failed to connect); the daemon starts at most one per name per minute.
+func (c *Client) Reresolve(ctx context.Context, serverName string) (Reresolution, error) {
+	r, err := c.doOK(ctx, "reresolve", []string{serverName})
+	if err != nil {
+		return Reresolution{}, err
+	}
+	out := Reresolution{ServerName: serverName}
+	if n, ok := r.Get("name"); ok {
+		out.ServerName = n
+	}
+	started, _ := r.Get("started")
+	out.Started = started == "yes"
+	out.RetryAfter, err = atoiField(r, "retry_after")
+	return out, err
 }
 
 // Statistics returns the daemon's integer counters (non-integer fields are skipped).

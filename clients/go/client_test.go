@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +24,18 @@ func TestFakeResolveAndVerbs(t *testing.T) {
 	}
 	if len(r.Targets) != 2 || r.Targets[0].Port != 8443 || r.Targets[0].Addresses[0] != "2a01:4f8::10" || r.SNI == nil || *r.SNI != "m.example" {
 		t.Fatalf("bad resolution %+v", r)
+	}
+	if l := r.Lifetimes; l.WellKnownMaxAge != nil || l.SRVTTL == nil || *l.SRVTTL != 300 || l.AddressTTL == nil || *l.AddressTTL != 600 {
+		t.Fatalf("lifetimes %+v", l)
+	}
+	if rr, err := c.Reresolve(ctx, "m.example"); err != nil || rr != (Reresolution{"m.example", true, 0}) {
+		t.Fatalf("reresolve: %+v %v", rr, err)
+	}
+	if rr, err := c.Reresolve(ctx, "m.example"); err != nil || rr != (Reresolution{"m.example", false, 59}) {
+		t.Fatalf("reresolve again: %+v %v", rr, err)
+	}
+	if _, err := c.Reresolve(ctx, "bad name"); !errors.Is(err, ErrInvalidServerName) {
+		t.Fatalf("reresolve bad name: %v", err)
 	}
 	ip, err := c.Resolve(ctx, "1.2.3.4")
 	if err != nil || ip.SNI != nil || ip.TLSServerName != "1.2.3.4" || ip.Step != "1" {
@@ -208,12 +222,30 @@ func TestNoDaemon(t *testing.T) {
 	}
 }
 
-func TestSocketPathEnv(t *testing.T) {
+func TestSocketPathOrder(t *testing.T) {
+	// explicit path, $MXRESOLVED_SOCKET, /run/mxresolved/socket when it exists, ./.mxresolved/
+	packaged := filepath.Join(t.TempDir(), "packaged.sock")
+	saved := PackagedSocketPath
+	PackagedSocketPath = packaged
+	defer func() { PackagedSocketPath = saved }()
 	t.Setenv("MXRESOLVED_SOCKET", "/x/y.sock")
+	if p := New(Options{Path: "/explicit.sock"}).opts.Path; p != "/explicit.sock" {
+		t.Fatal(p)
+	}
+	if SocketPath() != "/x/y.sock" {
+		t.Fatal(SocketPath())
+	}
+	if err := os.WriteFile(packaged, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if SocketPath() != "/x/y.sock" {
 		t.Fatal(SocketPath())
 	}
 	t.Setenv("MXRESOLVED_SOCKET", "")
+	if SocketPath() != packaged {
+		t.Fatal(SocketPath())
+	}
+	os.Remove(packaged)
 	if SocketPath() != ".mxresolved/mxresolved.sock" && SocketPath() != "./.mxresolved/mxresolved.sock" {
 		t.Fatal(SocketPath())
 	}

@@ -261,6 +261,38 @@ func parseTarget(v string) (Target, error) {
 	return Target{Host: parts[0], Port: port, Addresses: addrs}, nil
 }
 
+var lifetimeKeys = [3]string{"well_known_max_age", "srv_ttl", "address_ttl"}
+
+func (l *Lifetimes) fields() [3]**int {
+	return [3]**int{&l.WellKnownMaxAge, &l.SRVTTL, &l.AddressTTL}
+}
+
+func lifetimesFromFields(r *Reply) (Lifetimes, error) {
+	var l Lifetimes
+	for i, p := range l.fields() {
+		if v, ok := r.Get(lifetimeKeys[i]); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return l, &ProtocolError{Message: fmt.Sprintf("%s=%q is not an integer", lifetimeKeys[i], v)}
+			}
+			*p = &n
+		}
+	}
+	return l, nil
+}
+
+func lifetimesFromJSON(m map[string]interface{}) Lifetimes {
+	var l Lifetimes
+	lm, _ := m["lifetimes"].(map[string]interface{})
+	for i, p := range l.fields() {
+		if f, ok := lm[lifetimeKeys[i]].(float64); ok {
+			n := int(f)
+			*p = &n
+		}
+	}
+	return l
+}
+
 func resolutionFromFields(r *Reply) (*Resolution, error) {
 	need := func(k string) (string, error) {
 		v, ok := r.Get(k)
@@ -288,6 +320,9 @@ func resolutionFromFields(r *Reply) (*Resolution, error) {
 		res.Source = "network"
 	}
 	if res.ExpiresIn, err = atoiField(r, "ttl"); err != nil {
+		return nil, err
+	}
+	if res.Lifetimes, err = lifetimesFromFields(r); err != nil {
 		return nil, err
 	}
 	if sni, _ := r.Get("sni"); sni != "" {
@@ -322,6 +357,7 @@ func resolutionFromJSON(m map[string]interface{}) (*Resolution, error) {
 		ServerName: jsonString(m, "server_name"), HostHeader: jsonString(m, "host_header"),
 		TLSServerName: jsonString(m, "tls_server_name"), Step: jsonString(m, "step"),
 		Source: jsonString(m, "source"), ExpiresIn: jsonInt(m, "expires_in"), Trace: []string{},
+		Lifetimes: lifetimesFromJSON(m),
 	}
 	if res.ServerName == "" || res.HostHeader == "" || res.TLSServerName == "" {
 		return nil, &ProtocolError{Message: "malformed JSON resolution"}

@@ -18,6 +18,7 @@ type fakeServer struct {
 	closeAfter   int32 // >0: close each connection after this many non-hello requests; -1: never answer
 	shuttingDown int32 // answer the first N requests with shutting_down
 	helloDrain   int32 // answer the first N hellos with shutting_down
+	reresolved   int32 // reresolve requests seen
 	connections  int32
 	inflight     int32
 	maxInflight  int32
@@ -140,7 +141,17 @@ func (f *fakeServer) answer(line string, send func(string)) {
 			send("ok" + idf + " name=" + n + " step=1 source=network ttl=60 host=" + n + " tls_name=" + n + " sni= target=" + n + ",8448," + n)
 		default:
 			send("ok" + idf + " name=" + n + " step=3.3 source=network ttl=300 host=" + n + " tls_name=" + n + " sni=" + n +
-				" target=fed." + n + ",8443,2a01:4f8::10,203.0.114.7 target=fed2." + n + ",443,203.0.114.8 future=1")
+				" target=fed." + n + ",8443,2a01:4f8::10,203.0.114.7 target=fed2." + n + ",443,203.0.114.8 srv_ttl=300 address_ttl=600 future=1")
+		}
+	case "reresolve":
+		n := Escape(args[0])
+		switch {
+		case strings.Contains(args[0], " "):
+			send("err" + idf + " name=" + n + " code=invalid_server_name msg=bad")
+		case atomic.AddInt32(&f.reresolved, 1) == 1:
+			send("ok" + idf + " name=" + n + " started=yes")
+		default:
+			send("ok" + idf + " name=" + n + " started=no retry_after=59")
 		}
 	case "show-cache":
 		send("entry" + idf + " name=a.example status=ok ttl=5 step=3.3 host=a.example tls_name=a.example sni=a.example target=a.example,8448,203.0.114.9")

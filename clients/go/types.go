@@ -10,15 +10,33 @@ type Target struct {
 
 // Resolution is a successful answer.
 type Resolution struct {
-	ServerName    string   `json:"server_name"`
-	Targets       []Target `json:"targets"`
-	HostHeader    string   `json:"host_header"`     // the HTTP Host header to send
-	TLSServerName string   `json:"tls_server_name"` // the name/IP the certificate must be valid for
-	SNI           *string  `json:"sni"`             // nil: send no SNI (IP literals)
-	Step          string   `json:"step"`            // "1", "2", "3.1" ... "6"
-	Source        string   `json:"source"`          // "network", "cache" or "stale"
-	ExpiresIn     int      `json:"expires_in"`      // seconds (0 when stale)
-	Trace         []string `json:"trace"`
+	ServerName    string    `json:"server_name"`
+	Targets       []Target  `json:"targets"`
+	HostHeader    string    `json:"host_header"`     // the HTTP Host header to send
+	TLSServerName string    `json:"tls_server_name"` // the name/IP the certificate must be valid for
+	SNI           *string   `json:"sni"`             // nil: send no SNI (IP literals)
+	Step          string    `json:"step"`            // "1", "2", "3.1" ... "6"
+	Source        string    `json:"source"`          // "network", "cache" or "stale"
+	ExpiresIn     int       `json:"expires_in"`      // seconds (0 when stale)
+	Trace         []string  `json:"trace"`
+	Lifetimes     Lifetimes `json:"lifetimes"`
+}
+
+// Lifetimes is how long each ingredient of an answer was good for when fetched, in seconds;
+// nil when that ingredient was not used (or the well-known's cache headers said nothing).
+// ExpiresIn is derived from them (docs/caching.md).
+type Lifetimes struct {
+	WellKnownMaxAge *int `json:"well_known_max_age"`
+	SRVTTL          *int `json:"srv_ttl"`
+	AddressTTL      *int `json:"address_ttl"`
+}
+
+// Reresolution is the answer to Reresolve: whether a fresh background resolution started, or
+// else how many seconds until the name may be re-resolved again.
+type Reresolution struct {
+	ServerName string
+	Started    bool
+	RetryAfter int
 }
 
 // CacheEntry is one show-cache entry. Resolution is set for Status "ok"; Code and Message
