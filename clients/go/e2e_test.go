@@ -157,6 +157,9 @@ func TestE2EResolveAndErrors(t *testing.T) {
 				rr.Targets[0].Host != "srvtarget.test" || rr.Targets[0].Port != 8443 {
 				t.Errorf("%s: unexpected answer %+v", name, rr)
 			}
+			if l := rr.Lifetimes; l.SRVTTL == nil || l.AddressTTL == nil {
+				t.Errorf("%s: the answer used an SRV and addresses but lacks their lifetimes: %+v", name, l)
+			}
 		}
 	}
 }

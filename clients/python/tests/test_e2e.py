@@ -65,6 +65,7 @@ def test_resolve_and_errors(daemon):
                 assert rr.host_header == "delegated.test"
                 assert rr.tls_server_name == "delegated.test" and rr.sni == "delegated.test"
                 assert [(t.host, t.port) for t in rr.targets] == [("srvtarget.test", 8443), ("srvtarget2.test", 8444)]
+                assert rr.lifetimes.srv_ttl is not None and rr.lifetimes.address_ttl is not None
             again = c.resolve(name)
             assert again.source in ("cache", "stale")
 
