@@ -3,13 +3,12 @@ import Glibc
 #endif
 import MXCore
 import Synchronization
-import MXAdapters
 
 /// The verbs of proto/PROTOCOL.md over a ResolutionService.
 public final class RequestHandler: RequestHandling {
     let service: ResolutionService
     let stats: Statistics
-    let store: LMDBStore
+    let store: any CacheStore
     /// Extra group allowed to change state (besides root and the daemon's own uid).
     let adminGroup: UInt32?
     let ownUID = getuid()
@@ -19,7 +18,7 @@ public final class RequestHandler: RequestHandling {
     let upstream: @Sendable () -> [(String, Int)]
     let resetUpstream: @Sendable () -> Void
 
-    public init(service: ResolutionService, stats: Statistics, store: LMDBStore, adminGroup: UInt32?,
+    public init(service: ResolutionService, stats: Statistics, store: any CacheStore, adminGroup: UInt32?,
                 upstream: @escaping @Sendable () -> [(String, Int)] = { [] }, resetUpstream: @escaping @Sendable () -> Void = {}) {
         self.upstream = upstream
         self.resetUpstream = resetUpstream
@@ -137,7 +136,7 @@ public final class RequestHandler: RequestHandling {
         let s = store.statistics
         return upstream() + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries),
                        ("cache_memory_entries", service.memoryCount), ("cache_bytes", s.usedBytes),
-                       ("cache_map_bytes", s.mapSize), ("cache_evictions", s.evictions)]
+                       ("cache_map_bytes", s.capacityBytes), ("cache_evictions", s.evictions)]
     }
 
     func mayChangeState(_ peer: PeerCredentials) -> Bool {

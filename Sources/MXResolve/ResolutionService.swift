@@ -2,11 +2,11 @@ import Dispatch
 import Synchronization
 import Logging
 import MXCore
-import MXAdapters
 
 /// The shared cache in front of the resolver: answers hits inline on the caller's thread,
 /// coalesces concurrent misses for a name into one upstream resolution (single-flight),
-/// refreshes busy names ahead of expiry, and persists every change to LMDB.
+/// refreshes busy names ahead of expiry, and persists every change to its `CacheStore`. What to
+/// serve, what to reuse and how an entry changes are `CacheRules`' decisions; this only acts on them.
 public final class ResolutionService: Sendable {
     public enum Source: String, Sendable { case cache, network, stale }
 
@@ -25,12 +25,12 @@ public final class ResolutionService: Sendable {
     public typealias Completion = @Sendable (Reply) -> Void
 
     let resolver: ServerResolver
-    let store: LMDBStore
+    let store: any CacheStore
     let stats: Statistics
     let logger: Logger
     let now: @Sendable () -> Double
-    /// Decoded entries of names in use (LMDB holds them all) and when each was last used (written
-    /// to LMDB in batches, never per hit). One lock for all of it, so a hit takes it once.
+    /// Decoded entries of names in use (the store holds them all) and when each was last used
+    /// (written to the store in batches, never per hit). One lock for all of it, so a hit takes it once.
     private struct Memory {
         var entries: [String: CacheEntry] = [:]
         var touched: [String: Double] = [:]
@@ -40,14 +40,14 @@ public final class ResolutionService: Sendable {
     private let memory = Mutex(Memory())
     /// Names with a resolution in flight → who waits for it.
     private let inflight = Mutex<[String: [Completion]]>([:])
-    /// LMDB writes happen here, off the I/O thread and off the request path.
+    /// Store writes happen here, off the I/O thread and off the request path.
     private let writer = DispatchQueue(label: "mxresolved.cache-writer")
     private let work = DispatchQueue(label: "mxresolved.resolutions", attributes: .concurrent)
 
-    /// Decoded entries kept in memory at most; LMDB holds every entry regardless.
+    /// Decoded entries kept in memory at most; the store holds every entry regardless.
     let memoryLimit: Int
 
-    public init(resolver: ServerResolver, store: LMDBStore, stats: Statistics, logger: Logger, memoryLimit: Int = 100_000,
+    public init(resolver: ServerResolver, store: any CacheStore, stats: Statistics, logger: Logger, memoryLimit: Int = 100_000,
                 now: @escaping @Sendable () -> Double = { wallClockSeconds() }) {
         self.memoryLimit = memoryLimit
         self.resolver = resolver
@@ -69,26 +69,24 @@ public final class ResolutionService: Sendable {
         }
         guard let entry = inMemory ?? loadFromStore(name) else { return nil }
         if inMemory == nil { memory.withLock { $0.touched[name] = t } }
-        if t < entry.expiresAt {
-            if let answer = entry.answer {
-                if CachePolicy.shouldRefreshAhead(fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt, now: t) {
-                    refresh(name)
-                }
-                var fields = rendered
-                if fields == nil, let fixed = Render.fixedAnswerFields(answer) {
-                    fields = fixed
-                    memory.withLock { if $0.entries[name] == entry { $0.rendered[name] = fixed } }
-                }
-                return Reply(serverName: name, answer: answer, failure: nil, source: .cache,
-                             expiresIn: Int(entry.expiresAt - t), trace: [], renderedFields: fields)
+        switch CacheRules.serving(entry, now: t) {
+        case .fresh(let answer, let refreshAhead):
+            if refreshAhead { refresh(name) }
+            var fields = rendered
+            if fields == nil, let fixed = Render.fixedAnswerFields(answer) {
+                fields = fixed
+                memory.withLock { if $0.entries[name] == entry { $0.rendered[name] = fixed } }
             }
-            if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
-                return Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
-            }
-            return Reply(serverName: name, answer: nil, failure: entry.failure, source: .cache,
+            return Reply(serverName: name, answer: answer, failure: nil, source: .cache,
+                         expiresIn: Int(entry.expiresAt - t), trace: [], renderedFields: fields)
+        case .stale(let good):
+            return Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
+        case .failure(let failure):
+            return Reply(serverName: name, answer: nil, failure: failure, source: .cache,
                          expiresIn: Int(entry.expiresAt - t), trace: [])
+        case .expired:
+            return nil
         }
-        return nil
     }
 
     func entry(for name: String) -> CacheEntry? {
@@ -96,13 +94,13 @@ public final class ResolutionService: Sendable {
     }
 
     private func loadFromStore(_ name: String) -> CacheEntry? {
-        guard let record = store.get(name), let e = CacheEntry.decode(record.payload) else { return nil }
+        guard let e = store.get(name) else { return nil }
         remember(name, e)
         return e
     }
 
     /// Keeps `entry` in memory; past `memoryLimit` names, an eighth of them (in hash order, so
-    /// effectively at random) fall back to being read from LMDB on their next use.
+    /// effectively at random) fall back to being read from the store on their next use.
     private func remember(_ name: String, _ entry: CacheEntry) {
         let limit = memoryLimit
         memory.withLock { m in
@@ -146,9 +144,7 @@ public final class ResolutionService: Sendable {
         }
         stats.inflight.wrappingAdd(1, ordering: .relaxed)
         let previous = entry(for: name)
-        let t = now()
-        var known: WellKnownOutcome?
-        if !fresh { known = previous?.reusableWellKnown(now: t) }
+        let known = fresh ? nil : CacheRules.reusableWellKnown(previous, now: now())
         start(name, previous: previous, known: known)
     }
 
@@ -156,16 +152,10 @@ public final class ResolutionService: Sendable {
         resolver.resolve(name, knownWellKnown: known) { [self] result in
             // The resolver completes on the I/O thread: leave it at once.
             work.async { [self] in
-                // A temporary well-known failure must not replace a recently valid delegation
-                // (it would silently switch the name to port 8448): reuse it, as Synapse does.
-                if known == nil, let prevWK = previous?.wellKnown, case .delegated = prevWK.result,
-                   let wk = wellKnown(of: result), case .failed(_, _, true) = wk.result,
-                   let prev = previous,
-                   // Grace is measured from the well-known's own expiry, which reusing it does not extend.
-                   CachePolicy.canServeStale(lastGoodExpiresAt: prev.wellKnownExpiresAt ?? 0, now: now(), failureIsTemporary: true) {
+                if let kept = CacheRules.delegationToKeep(previous: previous, reused: known, fetched: wellKnown(of: result), now: now()) {
                     logger.info("well-known refresh failed temporarily; keeping the previous delegation",
                                 metadata: ["name": "\(name)"])
-                    start(name, previous: previous, known: prevWK)
+                    start(name, previous: previous, known: kept)
                     return
                 }
                 finish(name, previous: previous, result: result, usedCachedWellKnown: known != nil)
@@ -182,32 +172,32 @@ public final class ResolutionService: Sendable {
 
     private func finish(_ name: String, previous: CacheEntry?, result: Result<Resolution, ResolutionFailure>, usedCachedWellKnown: Bool) {
         let t = now()
-        var reply: Reply
+        let trace: [String]
         switch result {
-        case .failure(let f) where f.code == .invalidServerName || f.code == .cancelled:
-            // Not cached: nothing upstream was asked, and the answer never changes.
-            reply = Reply(serverName: name, answer: nil, failure: f, source: .network, expiresIn: 0, trace: f.trace)
-        default:
-            let entry = CacheUpdate.apply(serverName: name, previous: previous, result: result, usedCachedWellKnown: usedCachedWellKnown,
-                                          now: t, jitter: Double.random(in: -1...1))
+        case .success(let r): trace = r.trace
+        case .failure(let f): trace = f.trace
+        }
+        var reply: Reply
+        if case .failure(let f) = result, !CacheRules.isCached(f) {
+            reply = Reply(serverName: name, answer: nil, failure: f, source: .network, expiresIn: 0, trace: trace)
+        } else {
+            let entry = CacheRules.updated(previous, serverName: name, result: result, usedCachedWellKnown: usedCachedWellKnown,
+                                           now: t, jitter: Double.random(in: -1...1))
             remember(name, entry)
             // Committed before anyone is told: an acknowledged answer survives a crash.
             persist(entry, lastUsed: t)
-            let trace: [String]
-            switch result {
-            case .success(let r): trace = r.trace
-            case .failure(let f): trace = f.trace
-            }
-            if let answer = entry.answer {
+            switch CacheRules.serving(entry, now: t) {
+            case .fresh(let answer, _):
                 stats.count(step: answer.step)
                 reply = Reply(serverName: name, answer: answer, failure: nil, source: .network,
                               expiresIn: Int(entry.expiresAt - t), trace: trace)
-            } else if CacheUpdate.mayServeStale(entry, now: t), let good = entry.lastGood {
+            case .stale(let good):
                 logger.warning("resolution failed temporarily; serving the last good answer",
                                metadata: ["name": "\(name)", "code": "\(entry.failure?.code.rawValue ?? "")"])
                 stats.stale.wrappingAdd(1, ordering: .relaxed)
                 reply = Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
-            } else {
+            case .failure, .expired:
+                // (a new entry lives at least 30 s, so it is never already expired)
                 reply = Reply(serverName: name, answer: nil, failure: entry.failure, source: .network,
                               expiresIn: Int(entry.expiresAt - t), trace: trace)
             }
@@ -225,11 +215,8 @@ public final class ResolutionService: Sendable {
 
     private func persist(_ entry: CacheEntry, lastUsed: Double) {
         writer.sync { [self] in
-            let record = StoredRecord(key: entry.serverName, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt,
-                                      lastUsed: lastUsed, isFailure: entry.isFailure,
-                                      consecutiveFailures: UInt16(clamping: entry.consecutiveFailures), payload: entry.encoded())
             do {
-                try store.put(record)
+                try store.put(entry, lastUsed: lastUsed)
             } catch {
                 logger.error("cache write failed", metadata: ["name": "\(entry.serverName)", "error": "\(error)"])
             }
@@ -262,10 +249,7 @@ public final class ResolutionService: Sendable {
                 m.entries = m.entries.filter { keep($0.value) }
                 m.rendered = m.rendered.filter { m.entries[$0.key] != nil }
             }
-            removed = store.deleteAll { record in
-                if !failuresOnly { return true }
-                return record.isFailure
-            }
+            removed = store.deleteAll { !keep($0) }
         case .names(let names):
             for n in names {
                 let e = entry(for: n)
@@ -283,16 +267,14 @@ public final class ResolutionService: Sendable {
     public func allEntries() -> [CacheEntry] {
         drainWrites()
         var out: [CacheEntry] = []
-        store.forEach { record in
-            if let e = CacheEntry.decode(record.payload) { out.append(e) }
-        }
+        store.forEach { out.append($0) }
         return out.sorted { $0.serverName < $1.serverName }
     }
 
     /// One name's stored entry, read without loading it into memory.
     public func storedEntry(_ name: String) -> CacheEntry? {
         drainWrites()
-        return store.get(name).flatMap { CacheEntry.decode($0.payload) }
+        return store.get(name)
     }
 
     public func drainWrites() { writer.sync {} }

@@ -175,8 +175,7 @@ struct ShowCache: ParsableCommand {
         let now = Date().timeIntervalSince1970
         var count = 0
         FileHandle.standardError.write(Data("-- daemon not running; reading \(dir) directly\n".utf8))
-        store.forEach { record in
-            guard let e = CacheEntry.decode(record.payload) else { return }
+        store.forEach { e in
             if let name, e.serverName != name { return }
             if e.isFailure && !failures { return }
             count += 1

@@ -3,11 +3,11 @@ import XCTest
 import Synchronization
 import Logging
 import MXCore
-import MXAdapters
 @testable import MXResolve
 
 /// The cache service's rules over time: a scripted backend (whose answers change during a test),
-/// a controllable clock, and a real LMDB store. Real-server behaviour is in DaemonTests.
+/// a controllable clock, and an in-memory store. Real-server behaviour is in DaemonTests; the LMDB
+/// store's own tests are LMDBStoreTests.
 final class CacheServiceTests: XCTestCase {
     final class ScriptedBackend: LookupBackend {
         struct World: Sendable {
@@ -45,20 +45,17 @@ final class CacheServiceTests: XCTestCase {
     var clock: Clock!
     var backend: ScriptedBackend!
     var service: ResolutionService!
-    var dir: String!
+    var store: InMemoryCacheStore!
 
     override func setUpWithError() throws {
         clock = Clock()
         backend = ScriptedBackend(clock: clock)
-        dir = "/tmp/mxrt-svc-\(getpid())-\(UUID().uuidString.prefix(8))"
-        let store = try LMDBStore(directory: dir, mapSizeBytes: 16 << 20)
+        store = InMemoryCacheStore()
         let c = clock!
         let settings = ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: []), now: { c.now })
         service = ResolutionService(resolver: ServerResolver(backend: backend, settings: settings), store: store,
                                     stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
     }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     func set(_ change: (inout ScriptedBackend.World) -> Void) { backend.world.withLock { change(&$0) } }
 
@@ -173,49 +170,5 @@ final class CacheServiceTests: XCTestCase {
         XCTAssertEqual(ask("gone.test").failure?.code, .noAddress)
         clock.advance(800)
         XCTAssertEqual(ask("gone.test").source, .cache, "the SOA's negative TTL is honoured")
-    }
-}
-
-final class CacheUpdateTests: XCTestCase {
-    func outcome(_ result: WellKnownResult) -> Result<Resolution, ResolutionFailure> {
-        .success(Resolution(serverName: "x.test", step: .defaultPort, targets: [Target(host: "x.test", port: 8448, addresses: [IPAddress("1.2.3.4")!])],
-                            hostHeader: "x.test", tlsServerName: "x.test", sni: "x.test",
-                            wellKnown: WellKnownOutcome(result: result, headerLifetime: nil), srvTTL: nil, addressTTL: 300, trace: []))
-    }
-
-    func testPermanentWellKnownFailureIsRememberedForAboutAnHourTemporaryOneBacksOff() {
-        for jitter in [-1.0, 0, 1] {
-            let perm = CacheUpdate.apply(serverName: "x.test", previous: nil,
-                                         result: outcome(.failed(code: "wellknown_http_404", message: "", temporary: false)),
-                                         usedCachedWellKnown: false, now: 0, jitter: jitter)
-            XCTAssertLessThanOrEqual(perm.wellKnownExpiresAt!, 3600, "never more than the spec's hour")
-            XCTAssertGreaterThanOrEqual(perm.wellKnownExpiresAt!, 3600 * 0.8)
-            let temp = CacheUpdate.apply(serverName: "x.test", previous: nil,
-                                         result: outcome(.failed(code: "wellknown_connect", message: "", temporary: true)),
-                                         usedCachedWellKnown: false, now: 0, jitter: jitter)
-            XCTAssertLessThanOrEqual(temp.wellKnownExpiresAt!, 60 * 1.2)
-            XCTAssertEqual(temp.expiresAt, 300, "the answer itself follows its DNS TTL")
-        }
-    }
-}
-
-final class CacheEntryCodingTests: XCTestCase {
-    func testRoundTripKeepsEveryFieldAndStoresASuccessOnce() throws {
-        let answer = Resolution(serverName: "x.test", step: .delegatedMatrixFedSRV,
-                                targets: [Target(host: "t.test", port: 8443, addresses: [IPAddress("2a01:4f8::1")!, IPAddress("1.2.3.4")!],
-                                                 srvPriority: 10, srvWeight: 5)],
-                                hostHeader: "d.test", tlsServerName: "d.test", sni: "d.test",
-                                wellKnown: WellKnownOutcome(result: .delegated("d.test"), headerLifetime: 3600),
-                                srvTTL: 300, addressTTL: 60, trace: [])
-        let ok = CacheUpdate.apply(serverName: "x.test", previous: nil, result: .success(answer), usedCachedWellKnown: false, now: 100, jitter: 0)
-        XCTAssertEqual(CacheEntry.decode(ok.encoded()), ok)
-        let failed = CacheUpdate.apply(serverName: "x.test", previous: ok,
-                                       result: .failure(ResolutionFailure(code: .dnsServfail, message: "m", step: .matrixFedSRV)),
-                                       usedCachedWellKnown: true, now: 200, jitter: 0)
-        let back = try XCTUnwrap(CacheEntry.decode(failed.encoded()))
-        XCTAssertEqual(back, failed)
-        XCTAssertEqual(back.lastGood, answer, "a failure keeps the previous good answer")
-        XCTAssertLessThan(ok.encoded().count, 2 * failed.encoded().count)
-        XCTAssertNil(CacheEntry.decode(Array("{not json".utf8)))
     }
 }

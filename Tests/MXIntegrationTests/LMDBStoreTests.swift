@@ -19,23 +19,29 @@ final class LMDBStoreTests: XCTestCase {
         if !dir.isEmpty { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
     }
 
+    /// An entry whose record is about `payload` bytes plus the key (its message fills it), and the
+    /// last-use time to store it with.
     static func record(_ key: String, payload: Int = 64, expiresIn: Double = 3600, lastUsed: Double? = nil,
-                failure: Bool = false, failures: UInt16 = 0) -> StoredRecord {
+                              failure: Bool = false, failures: Int = 0) -> (entry: CacheEntry, lastUsed: Double) {
         let now = wallClockSeconds()
-        return StoredRecord(key: key, fetchedAt: now, expiresAt: now + expiresIn, lastUsed: lastUsed ?? now,
-                            isFailure: failure, consecutiveFailures: failures,
-                            payload: (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ key.utf8.count) })
+        let message = String((0..<payload).map { Character(Unicode.Scalar(UInt8(97 + ($0 &* 31 &+ key.utf8.count) % 26))) })
+        let outcome: CacheEntry.Outcome = failure
+            ? .failure(ResolutionFailure(code: .dnsServfail, message: message))
+            : .answer(Resolution(serverName: key, step: .explicitPort, targets: [Target(host: message, port: 8448, addresses: [IPAddress("192.0.2.1")!])],
+                                 hostHeader: key, tlsServerName: key, sni: nil, wellKnown: nil, srvTTL: nil, addressTTL: 300, trace: []))
+        return (CacheEntry(serverName: key, outcome: outcome, fetchedAt: now, expiresAt: now + expiresIn, consecutiveFailures: failures),
+                lastUsed ?? now)
     }
 
     // MARK: Persistence
 
     func testRoundTripAcrossTwoOpeningsKeepsKeysExactlyAsAsked() throws {
         let records = [Self.record("Example.ORG"), Self.record("example.org"), Self.record("example.org:8448", payload: 5000),
-                       Self.record("[2001:db8::1]:8448", failure: true, failures: 3), Self.record("ünïcode.example", payload: 0)]
+                       Self.record("[2001:db8::1]:8448", failure: true, failures: 3), Self.record("ünïcode.example", payload: 0)].map(\.entry)
         do {
             let store = try LMDBStore(directory: dir, mapSizeBytes: 4 << 20)
             XCTAssertNil(store.rebuiltFromFormat, "a new cache is not a rebuild")
-            for r in records { try store.put(r) }
+            for r in records { try store.put(r, lastUsed: 1) }
             XCTAssertEqual(store.count, 5)
             store.close()
             XCTAssertNil(store.get("example.org"), "closed")
@@ -44,12 +50,12 @@ final class LMDBStoreTests: XCTestCase {
         let store = try LMDBStore(directory: dir, mapSizeBytes: 4 << 20)
         XCTAssertNil(store.rebuiltFromFormat)
         XCTAssertNil(store.rebuildReason)
-        for r in records { XCTAssertEqual(store.get(r.key), r, r.key) }
+        for r in records { XCTAssertEqual(store.get(r.serverName), r, r.serverName) }
         XCTAssertNil(store.get("EXAMPLE.ORG"), "keys are not case-folded")
         var seen: [String] = []
-        store.forEach { seen.append($0.key) }
-        XCTAssertEqual(seen, records.map(\.key).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
-        let stats = store.statistics
+        store.forEach { seen.append($0.serverName) }
+        XCTAssertEqual(seen, records.map(\.serverName).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        let stats = store.lmdbStatistics
         XCTAssertEqual(stats.entries, 5)
         XCTAssertEqual(stats.mapSize, 4 << 20)
         XCTAssertGreaterThan(stats.usedBytes, 0)
@@ -64,13 +70,13 @@ final class LMDBStoreTests: XCTestCase {
         XCTAssertEqual(n, 1300, "more than two chunks of 512, none lost or repeated")
         XCTAssertEqual(store.touch(["name-1.example": 1e12, "name-2.example": 0, "missing.example": 1e12]), 1,
                        "only raises lastUsed, only for existing keys")
-        XCTAssertEqual(store.get("name-1.example")?.lastUsed, 1e12)
-        XCTAssertEqual(store.get("name-1.example")?.payload, Self.record("name-1.example").payload, "touch keeps the payload")
+        XCTAssertEqual(store.header("name-1.example")?.lastUsed, 1e12)
+        XCTAssertEqual(store.get("name-1.example")?.answer, Self.record("name-1.example").entry.answer, "touch keeps the entry")
         XCTAssertTrue(store.delete("name-1.example"))
         XCTAssertFalse(store.delete("name-1.example"))
         XCTAssertEqual(store.deleteAll { $0.isFailure }, 434)
         XCTAssertEqual(store.count, 1300 - 434 - 1)
-        XCTAssertEqual(store.deleteAll(), 865)
+        XCTAssertEqual(store.deleteAll { _ in true }, 865)
         XCTAssertEqual(store.count, 0)
     }
 
@@ -166,11 +172,11 @@ final class LMDBStoreTests: XCTestCase {
             store.close()
         }
         let reader = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)
-        XCTAssertEqual(reader.get("a.example")?.key, "a.example")
-        XCTAssertEqual(reader.statistics.mapSize, 2 << 20, "the writer's map size")
+        XCTAssertEqual(reader.get("a.example")?.serverName, "a.example")
+        XCTAssertEqual(reader.statistics.capacityBytes, 2 << 20, "the writer's map size")
         XCTAssertThrowsError(try reader.put(Self.record("b.example"))) { XCTAssertEqual($0 as? LMDBStoreError, .readOnly) }
         XCTAssertFalse(reader.delete("a.example"))
-        XCTAssertEqual(reader.deleteAll(), 0)
+        XCTAssertEqual(reader.deleteAll { _ in true }, 0)
     }
 
     // MARK: A full map
@@ -207,7 +213,7 @@ final class LMDBStoreTests: XCTestCase {
                 XCTAssertTrue(expired.allSatisfy { store.get($0) == nil }, "expired entries go before live ones")
             }
         }
-        let stats = store.statistics
+        let stats = store.lmdbStatistics
         XCTAssertGreaterThan(stats.evictions, 0)
         XCTAssertLessThan(store.count, 1500)
         XCTAssertLessThanOrEqual(stats.usedBytes, 256 << 10)
@@ -229,7 +235,7 @@ final class LMDBStoreTests: XCTestCase {
             guard case .recordTooLarge? = $0 as? LMDBStoreError else { return XCTFail("\($0)") }
         }
         try store.put(Self.record("big.example", payload: 150 << 10))
-        XCTAssertEqual(store.get("big.example")?.payload.count, 150 << 10)
+        XCTAssertEqual(store.get("big.example")?.answer?.targets.first?.host.utf8.count, 150 << 10)
         try store.put(Self.record("after.example"))
         XCTAssertNotNil(store.get("after.example"))
     }
@@ -348,5 +354,12 @@ final class LMDBStoreTests: XCTestCase {
             XCTAssertEqual(rc, 0)
         }
         XCTAssertEqual(mdb_txn_commit(txn), 0)
+    }
+}
+
+extension LMDBStore {
+    /// Stores one of `LMDBStoreTests.record`'s entries with its last-use time.
+    func put(_ record: (entry: CacheEntry, lastUsed: Double)) throws {
+        try put(record.entry, lastUsed: record.lastUsed)
     }
 }

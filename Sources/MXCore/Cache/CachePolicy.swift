@@ -111,6 +111,13 @@ public enum CachePolicy {
         return min(base * (1 + failureJitter * clampJitter(jitter)), failureMaxDelay)
     }
 
+    /// How long a *permanent* well-known failure (404 or another non-5xx status, an invalid body) is
+    /// remembered: the spec's hour less up to 20 % jitter, never more. It is the server's answer, not a
+    /// blip, so it is not retried after 1, 2, 4… minutes (Synapse: 1 h for any failure).
+    public static func permanentWellKnownFailureLifetime(jitter: Double) -> Double {
+        failureMaxDelay * (1 - failureJitter * (clampJitter(jitter) + 1) / 2)
+    }
+
     /// How long a failed resolution of the whole name is remembered: the back-off delay, but never
     /// less than the DNS server's SOA negative TTL for an NXDOMAIN/NODATA answer (bounded to
     /// [60 s, 1 h]): the server told us when asking again can make a difference.
