@@ -51,10 +51,15 @@ final class CacheServiceTests: XCTestCase {
         clock = Clock()
         backend = ScriptedBackend(clock: clock)
         store = InMemoryCacheStore()
+        service = makeService()
+    }
+
+    /// A service over the test's store, backend and clock (a second one is the daemon restarted).
+    func makeService() -> ResolutionService {
         let c = clock!
         let settings = ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: []), now: { c.now })
-        service = ResolutionService(resolver: ServerResolver(backend: backend, settings: settings), store: store,
-                                    stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
+        return ResolutionService(resolver: ServerResolver(backend: backend, settings: settings), store: store,
+                                 stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
     }
 
     func set(_ change: (inout ScriptedBackend.World) -> Void) { backend.world.withLock { change(&$0) } }
@@ -170,5 +175,29 @@ final class CacheServiceTests: XCTestCase {
         XCTAssertEqual(ask("gone.test").failure?.code, .noAddress)
         clock.advance(800)
         XCTAssertEqual(ask("gone.test").source, .cache, "the SOA's negative TTL is honoured")
+    }
+
+    func testEveryResultIsInTheStoreBeforeTheReplyAndARestartedServiceServesIt() {
+        set { $0.addresses["kept.test"] = Self.a("1.2.3.9", ttl: 600)
+              $0.srv["_matrix-fed._tcp.bad.test"] = .failure(.servfail) }
+        XCTAssertEqual(ask("kept.test").source, .network)
+        XCTAssertEqual(store.get("kept.test")?.answer?.targets.first?.addresses, [IPAddress("1.2.3.9")!])
+        XCTAssertEqual(ask("bad.test").failure?.code, .dnsServfail)
+        XCTAssertEqual(store.get("bad.test")?.consecutiveFailures, 1)
+        XCTAssertNil(store.get("!invalid"), "nothing is stored for a name that is not valid")
+        XCTAssertEqual(ask("!invalid").failure?.code, .invalidServerName)
+        XCTAssertNil(store.get("!invalid"))
+
+        service = makeService()
+        clock.advance(100)
+        let hit = service.cachedReply(for: "kept.test")
+        XCTAssertEqual(hit?.source, .cache, "read from the store, not resolved again")
+        XCTAssertEqual(hit?.expiresIn, 500)
+        XCTAssertEqual(service.allEntries().map(\.serverName), ["bad.test", "kept.test"])
+        XCTAssertEqual(service.flush(.all, failuresOnly: true), 1)
+        XCTAssertEqual(store.statistics.entries, 1, "flushing failures keeps answers")
+        XCTAssertEqual(service.flush(.names(["kept.test"]), failuresOnly: false), 1)
+        XCTAssertNil(service.cachedReply(for: "kept.test"))
+        XCTAssertEqual(store.statistics.entries, 0)
     }
 }

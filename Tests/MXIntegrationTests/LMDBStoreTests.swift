@@ -101,6 +101,35 @@ final class LMDBStoreTests: XCTestCase {
         XCTAssertEqual(store.count, 8 * 50)
     }
 
+    func testScanPagesInKeyOrderAndSkipsDamagedRecordsWithoutStopping() throws {
+        let names = (0..<7).map { "page-\($0).example" }
+        do {
+            let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+            for n in names { try store.put(Self.record(n)) }
+            store.close()
+        }
+        let good = CacheRecord.encode(Self.record("x").entry, lastUsed: 0)
+        try rawPut(database: "entries", ["page-3.examplf": Array(good.prefix(40)),     // truncated
+                                         "page-1.examplf": [1] + good.dropFirst(),      // another layout
+                                         "page-5.examplf": good + [0]])                 // trailing bytes
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
+        XCTAssertNil(store.get("page-3.examplf"), "a damaged record is absent")
+        XCTAssertEqual(store.count, 10)
+        var pages: [[String]] = []
+        var after: String?
+        repeat {
+            let page = store.scan(after: after, limit: 3)
+            pages.append(page.entries.map(\.serverName))
+            after = page.next
+        } while after != nil
+        XCTAssertEqual(pages.flatMap { $0 }, names, "every readable entry once, in key order")
+        XCTAssertEqual(pages.count, 4, "10 records, 3 a page")
+        XCTAssertEqual(store.scan(after: "page-6.example", limit: 3).entries.count, 0)
+        XCTAssertNil(store.scan(after: "page-6.example", limit: 3).next)
+        try store.put(Self.record("page-3.examplf"))
+        XCTAssertNotNil(store.get("page-3.examplf"), "a put replaces a damaged record")
+    }
+
     // MARK: Format and rebuilds
 
     func testOtherFormatVersionIsRebuiltEmpty() throws {
@@ -333,6 +362,11 @@ final class LMDBStoreTests: XCTestCase {
 
     /// Writes keys into the `meta` database directly, as another version (or a crash) would have left them.
     func rawMetaPut(_ pairs: [String: String]) throws {
+        try rawPut(database: "meta", pairs.mapValues { Array($0.utf8) })
+    }
+
+    /// Writes raw values into one of the cache's databases, bypassing the store (which must be closed).
+    func rawPut(database: String, _ pairs: [String: [UInt8]]) throws {
         var env: OpaquePointer?
         XCTAssertEqual(mdb_env_create(&env), 0)
         defer { mdb_env_close(env) }
@@ -341,9 +375,9 @@ final class LMDBStoreTests: XCTestCase {
         var txn: OpaquePointer?
         XCTAssertEqual(mdb_txn_begin(env, nil, 0, &txn), 0)
         var dbi: MDB_dbi = 0
-        XCTAssertEqual(mdb_dbi_open(txn, "meta", UInt32(MDB_CREATE), &dbi), 0)
+        XCTAssertEqual(mdb_dbi_open(txn, database, UInt32(MDB_CREATE), &dbi), 0)
         for (k, v) in pairs {
-            var kb = Array(k.utf8), vb = Array(v.utf8)
+            var kb = Array(k.utf8), vb = v
             let rc = kb.withUnsafeMutableBytes { kp in
                 vb.withUnsafeMutableBytes { vp in
                     var key = MDB_val(mv_size: kp.count, mv_data: kp.baseAddress)
