@@ -161,6 +161,13 @@ final class CachePolicyTests: XCTestCase {
         XCTAssertEqual(delays, [60, 120, 240, 60])
     }
 
+    func testPermanentWellKnownFailureIsRememberedForAboutTheSpecsHourNeverMore() {
+        XCTAssertEqual(P.permanentWellKnownFailureLifetime(jitter: -1), 3600)
+        XCTAssertEqual(P.permanentWellKnownFailureLifetime(jitter: 0), 3240, accuracy: 1e-9)
+        XCTAssertEqual(P.permanentWellKnownFailureLifetime(jitter: 1), 2880, accuracy: 1e-9)
+        XCTAssertEqual(P.permanentWellKnownFailureLifetime(jitter: 5), 2880, accuracy: 1e-9, "jitter is clamped")
+    }
+
     func testFailureLifetimeUsesNegativeTTLWithinBounds() {
         XCTAssertEqual(P.failureLifetime(consecutiveFailures: 1, negativeTTL: nil, jitter: 0), 60)
         XCTAssertEqual(P.failureLifetime(consecutiveFailures: 1, negativeTTL: 900, jitter: 0), 900)

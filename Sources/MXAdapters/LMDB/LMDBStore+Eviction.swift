@@ -2,11 +2,6 @@
 // rounds, and the last resort of emptying the cache (docs/caching.md §6.3).
 import CLMDB
 import MXCore
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 extension LMDBStore {
     /// Pages kept free so the transactions that evict can always commit (LMDB copies every page it

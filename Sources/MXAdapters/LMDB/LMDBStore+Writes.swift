@@ -1,11 +1,6 @@
 // Writes: put (committed before it returns), deletes, last-use touches. Serialised by `writer`.
 import CLMDB
 import MXCore
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 extension LMDBStore {
     /// Stores `entry` under its server name (replacing any record) and commits. When the map is full
