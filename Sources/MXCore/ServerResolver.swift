@@ -1,5 +1,4 @@
 import Synchronization
-import Dispatch
 
 /// The spec's "Resolving server names" algorithm (Server-Server API), step by step.
 ///
@@ -12,10 +11,13 @@ public final class ServerResolver: Sendable {
 
     let backend: any LookupBackend
     let settings: ResolverSettings
+    /// Runs each resolution's deadline.
+    let scheduler: any Scheduler
 
-    public init(backend: any LookupBackend, settings: ResolverSettings) {
+    public init(backend: any LookupBackend, settings: ResolverSettings, scheduler: any Scheduler) {
         self.backend = backend
         self.settings = settings
+        self.scheduler = scheduler
     }
 
     /// Resolves `serverName`. `knownWellKnown`, when given, is a still-fresh well-known result from
@@ -27,7 +29,7 @@ public final class ServerResolver: Sendable {
         let run = Run(serverName: serverName, resolver: self, completion: completion)
         let deadline = settings.resolutionTimeoutMs
         // Holds the run until the deadline even if a backend drops its callbacks; a no-op once finished.
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(deadline)) {
+        scheduler.schedule(afterMilliseconds: deadline) {
             run.fail(.timeout, "resolution did not finish within \(deadline) ms")
         }
         run.start(knownWellKnown: knownWellKnown)

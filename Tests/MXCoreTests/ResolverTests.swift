@@ -40,7 +40,8 @@ final class ResolverTests: XCTestCase {
                  known: WellKnownOutcome? = nil) -> (Result<Resolution, ResolutionFailure>, [String]) {
         let backend = FakeBackend(world)
         let resolver = ServerResolver(backend: backend, settings: ResolverSettings(ipPolicy: policy ?? allowAll, now: { 1_000_000 },
-                                                                                   randomBelow: { _ in 0 }))
+                                                                                   randomBelow: { _ in 0 }),
+                                      scheduler: ManualScheduler())
         let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
         resolver.resolve(name, knownWellKnown: known) { r in box.withLock { $0 = r } }
         let result = box.withLock { $0 }
@@ -233,30 +234,34 @@ final class StalledBackend: LookupBackend {
 
 final class ResolverCancellationTests: XCTestCase {
     func testCancelCompletesOnceWithCancelled() {
-        let resolver = ServerResolver(backend: StalledBackend(), settings: ResolverSettings())
+        let scheduler = ManualScheduler()
+        let resolver = ServerResolver(backend: StalledBackend(), settings: ResolverSettings(), scheduler: scheduler)
         let calls = Mutex<[FailureCode]>([])
-        let done = expectation(description: "cancelled")
         let handle = resolver.resolve("stalled.example") { r in
             if case .failure(let f) = r { calls.withLock { $0.append(f.code) } }
-            done.fulfill()
         }
         handle.cancel()
         handle.cancel()
-        wait(for: [done], timeout: 1)
+        XCTAssertEqual(calls.withLock { $0 }, [.cancelled])
+        // The deadline still fires later; it must not complete the resolution a second time.
+        scheduler.advance(milliseconds: ResolverSettings().resolutionTimeoutMs)
         XCTAssertEqual(calls.withLock { $0 }, [.cancelled])
     }
 
     func testWholeResolutionDeadline() {
         var settings = ResolverSettings()
         settings.resolutionTimeoutMs = 100
-        let resolver = ServerResolver(backend: StalledBackend(), settings: settings)
-        let done = expectation(description: "deadline")
-        let code = Mutex<FailureCode?>(nil)
+        let scheduler = ManualScheduler()
+        let resolver = ServerResolver(backend: StalledBackend(), settings: settings, scheduler: scheduler)
+        let codes = Mutex<[FailureCode]>([])
         resolver.resolve("stalled.example:8448") { r in
-            if case .failure(let f) = r { code.withLock { $0 = f.code } }
-            done.fulfill()
+            if case .failure(let f) = r { codes.withLock { $0.append(f.code) } }
         }
-        wait(for: [done], timeout: 2)
-        XCTAssertEqual(code.withLock { $0 }, .timeout)
+        XCTAssertEqual(scheduler.pendingCount, 1, "one deadline per resolution")
+        scheduler.advance(milliseconds: 99)
+        XCTAssertEqual(codes.withLock { $0 }, [], "not before the deadline")
+        scheduler.advance(milliseconds: 1)
+        XCTAssertEqual(codes.withLock { $0 }, [.timeout])
+        XCTAssertEqual(scheduler.pendingCount, 0)
     }
 }

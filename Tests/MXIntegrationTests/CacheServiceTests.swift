@@ -58,8 +58,8 @@ final class CacheServiceTests: XCTestCase {
     func makeService() -> ResolutionService {
         let c = clock!
         let settings = ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: []), now: { c.now })
-        return ResolutionService(resolver: ServerResolver(backend: backend, settings: settings), store: store,
-                                 stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
+        return ResolutionService(resolver: ServerResolver(backend: backend, settings: settings, scheduler: DispatchScheduler()),
+                                 store: store, stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
     }
 
     func set(_ change: (inout ScriptedBackend.World) -> Void) { backend.world.withLock { change(&$0) } }

@@ -23,7 +23,7 @@ final class ResolverWorldTests: XCTestCase {
         s.wellKnownConnectTimeoutMs = 1_000
         s.wellKnownTotalTimeoutMs = 1_500
         s.resolutionTimeoutMs = 10_000
-        return ServerResolver(backend: backend, settings: s)
+        return ServerResolver(backend: backend, settings: s, scheduler: DispatchScheduler())
     }
 
     func resolve(_ name: String, policy: IPPolicy? = nil) -> Result<Resolution, ResolutionFailure> {
