@@ -25,14 +25,15 @@ let package = Package(
                        providers: [.apt(["libc-ares-dev"]), .brew(["c-ares"])]),
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb",
                        providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]),
-        // epoll and eventfd, which Glibc's module does not export (the socket server's reactors).
+        // epoll, eventfd, mallopt and thread names, which Glibc's module does not export.
         .systemLibrary(name: "CLinux"),
 
         // Pure core: server-name grammar, the spec's algorithm, cache policy. No I/O, no C.
         .target(name: "MXCore"),
 
-        // Adapters: c-ares DNS client, libcurl well-known fetcher (one I/O thread owns both), LMDB store.
-        .target(name: "MXAdapters", dependencies: ["MXCore", "CCurl", "CAres", "CLMDB"]),
+        // Adapters: c-ares DNS client and libcurl well-known fetcher on I/O threads (DNS on the first,
+        // fetches on all), LMDB store, the Dispatch scheduler and the thread helper.
+        .target(name: "MXAdapters", dependencies: ["MXCore", "CCurl", "CAres", "CLMDB", "CLinux"]),
 
         // The resolving service: cache + single-flight + refresh over the adapters, the socket
         // protocol and server, configuration and statistics.
@@ -52,6 +53,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "MXCoreTests", dependencies: ["MXCore"]),
+        .testTarget(name: "MXAdaptersTests", dependencies: ["MXCore", "MXAdapters"]),
         .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXResolve"]),
     ],
     swiftLanguageModes: [.v6]

@@ -12,13 +12,13 @@ enum NetLibraries {
     }()
 }
 
-/// One dedicated OS thread that owns one `CURLM` (inside `CurlHTTPS`) and one `ares_channel`
-/// (inside `AresDNS`) and drives both with `curl_multi_poll`, passing the c-ares sockets as
-/// extra fds (platform-notes §3, "Option A").
+/// One dedicated OS thread that owns one `CURLM` (inside `CurlHTTPS`) and, on the loop that
+/// runs DNS, one `ares_channel` (inside `AresDNS`), and drives both with `curl_multi_poll`,
+/// passing the c-ares sockets as extra fds (platform-notes §3, "Option A").
 ///
 /// THREADING RULE (why this is `@unchecked Sendable`): `dns`, `https` and every C handle they
-/// hold are touched only on the loop thread, after `init` hands them over (pthread_create
-/// orders that). Other threads touch only `inbox` (a Mutex) and call `curl_multi_wakeup`, which
+/// hold are touched only on the loop thread (their accessors check it), after `init` hands them
+/// over (starting the thread orders that). Other threads touch only `inbox` (a Mutex) and call `curl_multi_wakeup`, which
 /// libcurl documents as thread-safe; they do so under the inbox lock and only while the inbox
 /// is open, so a wakeup can never race `curl_multi_cleanup`.
 final class IOLoop: @unchecked Sendable {
@@ -43,28 +43,35 @@ final class IOLoop: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     /// Set by the loop thread once `shutdown` has run (all completions called).
     private let finished = Mutex(false)
-    /// Written by `init` before any other thread can see `self`.
-    private var thread: pthread_t = pthread_t()
-    /// The loop thread's own id, as it reads it (for "is stop called from a completion?").
-    private let loopThread = Mutex<pthread_t?>(nil)
+    let thread: OSThread
 
     // Loop-thread only (see the rule above).
-    let dns: AresDNS
-    let https: CurlHTTPS
+    private let dnsClient: AresDNS?
+    private let httpsClient: CurlHTTPS
 
-    init(dns: AresDNS, https: CurlHTTPS) throws(NetworkSetupError) {
-        self.dns = dns
-        self.https = https
+    /// Loop thread: the c-ares side. Only the loop created with a DNS client has one.
+    var dns: AresDNS {
+        thread.preconditionCurrent()
+        guard let dnsClient else { preconditionFailure("DNS runs on the first I/O loop only") }
+        return dnsClient
+    }
+
+    /// Loop thread: the libcurl side.
+    var https: CurlHTTPS {
+        thread.preconditionCurrent()
+        return httpsClient
+    }
+
+    /// `dns`: nil for a loop that only fetches well-knowns.
+    init(dns: AresDNS?, https: CurlHTTPS, name: String) throws(NetworkSetupError) {
+        self.dnsClient = dns
+        self.httpsClient = https
         self.multi = https.multi
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let loop = Unmanaged<IOLoop>.fromOpaque(raw!).takeRetainedValue()
-            loop.run()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<IOLoop>.fromOpaque(context).release()
-            throw .system("pthread_create", rc)
+        thread = OSThread(name: name)
+        do {
+            try thread.start { [self] in run() }
+        } catch {
+            throw .system(error.operation, error.errno)
         }
     }
 
@@ -84,7 +91,7 @@ final class IOLoop: @unchecked Sendable {
     /// thread itself (from a completion), where it only asks and returns.
     func stop() {
         enum Role { case joiner, waiter, onLoop }
-        let onLoop = loopThread.withLock { $0.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+        let onLoop = thread.isCurrent
         let role = inbox.withLock { box -> Role in
             if !box.stopRequested {
                 box.stopRequested = true
@@ -101,17 +108,16 @@ final class IOLoop: @unchecked Sendable {
         case .onLoop:
             return
         case .joiner:
-            _ = pthread_join(thread, nil)
+            thread.join()
         case .waiter:
             while !finished.withLock({ $0 }) { usleep(1000) }
         }
     }
 
     private func run() {
-        loopThread.withLock { $0 = pthread_self() }
         loop()
         shutdown()
-        if inbox.withLock({ $0.detach }) { _ = pthread_detach(pthread_self()) }
+        if inbox.withLock({ $0.detach }) { thread.detach() }
         finished.withLock { $0 = true }
     }
 
@@ -128,19 +134,20 @@ final class IOLoop: @unchecked Sendable {
             for job in jobs { job.run(self) }
             if stopping { break }
 
-            dns.startQueued()
-            https.startQueued()
+            dnsClient?.startQueued()
+            httpsClient.startQueued()
 
             // Wait for curl's sockets, the c-ares sockets, a wakeup, or the nearer timeout.
-            dns.fillWaitFDs(&waitFDs)
+            dnsClient?.fillWaitFDs(&waitFDs)
             // -1 from either library means "no timer"; the idle cap only bounds a lost wakeup.
-            let timeout = [https.timeoutMs(), dns.timeoutMs()].filter { $0 >= 0 }.min().map { min($0, Self.idleWaitMs) } ?? Self.idleWaitMs
+            let timeout = [httpsClient.timeoutMs(), dnsClient?.timeoutMs() ?? -1].filter { $0 >= 0 }.min()
+                .map { min($0, Self.idleWaitMs) } ?? Self.idleWaitMs
             var ready: Int32 = 0
             _ = waitFDs.withUnsafeMutableBufferPointer { fds in
-                curl_multi_poll(https.multi, fds.baseAddress, UInt32(fds.count), Int32(timeout), &ready)
+                curl_multi_poll(multi, fds.baseAddress, UInt32(fds.count), Int32(timeout), &ready)
             }
-            dns.process(waitFDs)
-            https.perform()
+            dnsClient?.process(waitFDs)
+            httpsClient.perform()
         }
     }
 
@@ -154,8 +161,8 @@ final class IOLoop: @unchecked Sendable {
             return jobs
         }
         for job in leftover { job.cancel() }
-        https.shutdown()
-        dns.shutdown()
+        httpsClient.shutdown()
+        dnsClient?.shutdown()
     }
 }
 

@@ -33,7 +33,6 @@ public struct NetworkCounters: Sendable, Hashable {
     public init() {}
 
     public var dnsTotal: Int { dnsOK + dnsNXDomain + dnsNoData + dnsServfail + dnsRefused + dnsTimeout + dnsOther }
-    public var httpsTotal: Int { httpsOK + httpsConnect + httpsTLS + httpsTimeout + httpsBodyTooLarge + httpsOther }
 
     /// `name=value` pairs for the statistics command.
     public var fields: [(String, Int)] {
@@ -54,36 +53,34 @@ public struct NetworkCounters: Sendable, Hashable {
 /// `CurlHTTPS` and are touched only on the loop thread; this class only submits jobs to the loop
 /// (Mutex inbox) and updates atomics.
 public final class NetworkBackend: LookupBackend, @unchecked Sendable {
-    public let config: NetworkConfig
-    /// I/O threads. DNS goes to the first (one c-ares channel, one in-flight bound); well-known
+    /// I/O threads. DNS goes to the first (the one c-ares channel, one in-flight bound); well-known
     /// fetches are spread over all of them, because TLS set-up is CPU work that one thread cannot
     /// keep up with on a cold start (BENCHMARKS.md, cold resolution profile).
     private let loops: [IOLoop]
-    private var loop: IOLoop { loops[0] }
+    private var dnsLoop: IOLoop { loops[0] }
     private let nextHTTPSLoop = Synchronization.Atomic<Int>(0)
     private let counters = Counters()
 
     public init(config: NetworkConfig) throws {
-        self.config = config
         var made: [IOLoop] = []
         let count = max(1, config.ioThreads)
         do {
-            for _ in 0..<count {
-                let dns = try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs, tries: config.dnsTries,
-                                      maxInFlight: config.maxDNSInFlight)
+            for index in 0..<count {
+                let dns = index == 0 ? try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs,
+                                                   tries: config.dnsTries, maxInFlight: config.maxDNSInFlight) : nil
                 let https: CurlHTTPS
                 do {
                     https = try CurlHTTPS(maxInFlight: max(1, config.maxHTTPSInFlight / count), userAgent: config.userAgent,
                                           extraCAFile: config.extraCAFile, systemCAPath: config.systemCAPath)
                 } catch {
-                    dns.shutdown()
+                    dns?.shutdown()
                     throw error
                 }
                 do {
-                    made.append(try IOLoop(dns: dns, https: https))
+                    made.append(try IOLoop(dns: dns, https: https, name: "mxr-io-\(index)"))
                 } catch {
                     https.shutdown()
-                    dns.shutdown()
+                    dns?.shutdown()
                     throw error
                 }
             }
@@ -125,7 +122,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
             counters.count(dns: .other("stopped"))
             completion(.failure(.other("network backend stopped")))
         }
-        loop.submit(IOLoop.Job(run: { [counters] loop in
+        dnsLoop.submit(IOLoop.Job(run: { [counters] loop in
             for type in [DNSRecordType.aaaa, DNSRecordType.a] {
                 loop.dns.enqueue(AresDNS.Pending(name: host, type: type) { result in
                     let mapped = Self.addresses(result, type: type, host: host)
@@ -160,7 +157,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
             }
             completion(result)
         }
-        loop.submit(IOLoop.Job(run: { loop in loop.dns.enqueue(AresDNS.Pending(name: name, type: type, completion: counted)) },
+        dnsLoop.submit(IOLoop.Job(run: { loop in loop.dns.enqueue(AresDNS.Pending(name: name, type: type, completion: counted)) },
                                cancel: { counted(.failure(.other("network backend stopped"))) }))
     }
 

@@ -6,6 +6,7 @@ import Foundation
 import Dispatch
 import Synchronization
 import Logging
+import MXAdapters
 
 /// `struct ucred` (pid, uid, gid), which Glibc's module hides behind _GNU_SOURCE.
 struct PeerCred {
@@ -165,10 +166,11 @@ final class Reactor: @unchecked Sendable {
     private let mailbox = Mutex<[@Sendable () -> Void]>([])
     private var connections: [Int32: Connection] = [:]
     private var listener: (fd: Int32, onReadable: () -> Void)?
-    private let threadID = Mutex<pthread_t?>(nil)
+    private let thread: OSThread
 
     init(index: Int, handler: any RequestHandling, stats: Statistics, logger: Logger) throws {
         self.index = index
+        thread = OSThread(name: "mxr-reactor-\(index)")
         self.handler = handler
         self.stats = stats
         self.logger = logger
@@ -181,19 +183,15 @@ final class Reactor: @unchecked Sendable {
     }
 
     func start() {
-        let t = Thread { [self] in
-            threadID.withLock { $0 = pthread_self() }
-            loop()
+        do {
+            try thread.start { [self] in loop() }
+        } catch {
+            preconditionFailure("cannot start reactor thread \(index): \(error)")
         }
-        t.name = "mxresolved-reactor-\(index)"
-        t.start()
     }
 
     /// Whether the caller runs on this reactor's thread.
-    var isCurrent: Bool {
-        guard let id = threadID.withLock({ $0 }) else { return false }
-        return pthread_equal(id, pthread_self()) != 0
-    }
+    var isCurrent: Bool { thread.isCurrent }
 
     /// Runs `job` on the reactor thread.
     func post(_ job: @escaping @Sendable () -> Void) {
