@@ -1,4 +1,5 @@
-// c-ares plus the DNS constants and macros Swift cannot import as written.
+// c-ares, plus the DNS class constant Swift cannot import from <arpa/nameser.h> as written
+// (record types come from MXCore's DNSRecordType).
 #ifndef MXRESOLVED_CARES_SHIM_H
 #define MXRESOLVED_CARES_SHIM_H
 #include <ares.h>
@@ -8,12 +9,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
-enum {
-    CARES_TYPE_A = 1, CARES_TYPE_CNAME = 5, CARES_TYPE_SOA = 6, CARES_TYPE_AAAA = 28, CARES_TYPE_SRV = 33,
-    CARES_CLASS_IN = 1,
-};
-
-static inline int cares_getsock_readable(int bits, int i) { return ARES_GETSOCK_READABLE(bits, i); }
-static inline int cares_getsock_writable(int bits, int i) { return ARES_GETSOCK_WRITABLE(bits, i); }
+enum { CARES_CLASS_IN = 1 };
 
 #endif

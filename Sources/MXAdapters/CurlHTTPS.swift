@@ -233,13 +233,13 @@ final class CurlHTTPS {
         }
         if line.first == " " || line.first == "\t" {
             if !headers.isEmpty {
-                headers[headers.count - 1].value += " " + line.trimmingSpaces()
+                headers[headers.count - 1].value += " " + line.trimmingSpaces
             }
             return
         }
         guard let colon = line.firstIndex(of: ":") else { return }
-        let name = String(line[..<colon]).trimmingSpaces()
-        let value = String(line[line.index(after: colon)...]).trimmingSpaces()
+        let name = String(line[..<colon]).trimmingSpaces
+        let value = String(line[line.index(after: colon)...]).trimmingSpaces
         guard !name.isEmpty else { return }
         headers.append(HTTPHeader(name, value))
     }
@@ -318,14 +318,5 @@ final class CurlHTTPS {
             finish(t, .failure(.other("fetcher stopped")))
         }
         _ = curl_multi_cleanup(multi)
-    }
-}
-
-fileprivate extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
     }
 }

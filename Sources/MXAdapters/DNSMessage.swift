@@ -62,16 +62,11 @@ public struct DNSResourceRecord: Sendable, Hashable {
 }
 
 public struct DNSMessage: Sendable, Hashable {
-    public var id: UInt16
     public var flags: UInt16
-    public var questionName: String?
-    public var questionType: UInt16?
     public var answers: [DNSResourceRecord]
     public var authority: [DNSResourceRecord]
 
     public var rcode: UInt8 { UInt8(flags & 0x000F) }
-    public var isResponse: Bool { flags & 0x8000 != 0 }
-    public var isTruncated: Bool { flags & 0x0200 != 0 }
 
     public static let maxNameLength = 255
     public static let maxPointerJumps = 64
@@ -79,20 +74,14 @@ public struct DNSMessage: Sendable, Hashable {
 
     public init(parsing bytes: [UInt8]) throws(DNSParseError) {
         var r = DNSReader(bytes)
-        id = try r.u16()
+        _ = try r.u16()  // id: c-ares has matched it to the query
         flags = try r.u16()
         let qd = Int(try r.u16()), an = Int(try r.u16()), ns = Int(try r.u16())
         _ = try r.u16()  // additional: not read
-        questionName = nil
-        questionType = nil
-        for i in 0..<qd {
-            let name = try r.readName()
-            let type = try r.u16()
-            _ = try r.u16()
-            if i == 0 {
-                questionName = name
-                questionType = type
-            }
+        // The question is c-ares's to check; it is only skipped (its name must still parse).
+        for _ in 0..<qd {
+            _ = try r.readName()
+            _ = try r.u32()
         }
         // Each record needs at least 11 octets; a count the packet cannot hold fails below
         // anyway, but never reserve more than the bytes allow.

@@ -25,7 +25,7 @@ public final class Daemon: Sendable {
         _ = clinux_limit_malloc_arenas(2)
         self.config = config
         self.logger = logger
-        try Self.makeDirectory(config.stateDir)
+        try makeDirectories(config.stateDir)
         store = try LMDBStore(directory: config.cacheDir, mapSizeBytes: config.cacheMapSizeMB << 20)
         if let old = store.rebuiltFromFormat {
             logger.warning("cache format \(old) is not this version's; rebuilt an empty cache", metadata: ["dir": "\(config.cacheDir)"])
@@ -43,7 +43,7 @@ public final class Daemon: Sendable {
         var settings = ResolverSettings(ipPolicy: config.ipPolicy)
         settings.wellKnownTotalTimeoutMs = config.wellKnownTimeoutMs
         settings.resolutionTimeoutMs = config.resolutionTimeoutMs
-        let resolver = ServerResolver(backend: backend, settings: settings)
+        let resolver = ServerResolver(backend: backend, settings: settings, scheduler: DispatchScheduler())
         service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger,
                                     memoryLimit: config.memoryCacheEntries)
         let backend = self.backend
@@ -60,16 +60,6 @@ public final class Daemon: Sendable {
             let fd = try SocketServer.bind(path: config.socketPath, mode: config.socketMode)
             server = try SocketServer(listenFD: fd, path: config.socketPath, ownsPath: true, handler: handler, stats: stats, logger: logger,
                                       threads: config.socketThreads)
-        }
-    }
-
-    static func makeDirectory(_ path: String) throws {
-        var partial = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            partial += "/" + component
-            if mkdir(partial, 0o750) != 0 && errno != EEXIST {
-                throw SocketServerError.system("mkdir \(partial)", errno)
-            }
         }
     }
 

@@ -70,9 +70,7 @@ final class DNSMessageTests: XCTestCase {
 
     func testSRVWithCompressionAndTTLs() throws {
         let m = try DNSMessage(parsing: srvPacket())
-        XCTAssertEqual(m.id, 0x1234)
         XCTAssertEqual(m.rcode, DNSRcode.noError)
-        XCTAssertEqual(m.questionName, "_matrix-fed._tcp.example.com")
         let (rrs, chain) = m.records(ofType: DNSRecordType.srv, for: "_matrix-fed._tcp.EXAMPLE.com")
         XCTAssertEqual(chain, [])
         XCTAssertEqual(rrs.count, 2)
