@@ -14,7 +14,7 @@ let package = Package(
     dependencies: [
         // swift-log: the daemon's one logging API (stderr lines for journald).
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        // swift-argument-parser: --help for every config key, subcommands for mxresolvectl.
+        // swift-argument-parser: mxresolvectl's subcommands (mxresolved's flags come from its settings table).
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
@@ -44,7 +44,6 @@ let package = Package(
 
         .executableTarget(name: "mxresolved", dependencies: [
             "MXResolve",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "mxresolvectl", dependencies: [

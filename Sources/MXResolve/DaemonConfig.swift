@@ -3,7 +3,8 @@ import Glibc
 #endif
 import MXCore
 
-/// Every setting of the daemon. Each key is both a config-file key and a `--flag` of the same name.
+/// Every setting of the daemon, typed, with its default. `DaemonConfig.settings` (Settings.swift)
+/// maps each to a config-file key and the `--flag` of the same name.
 ///
 /// The config file is `key = value` lines with `#` comments (repeatable keys repeat), the shape of
 /// systemd's resolved.conf and unbound.conf that admins of a resolver sidecar already edit; it
@@ -46,56 +47,17 @@ public struct DaemonConfig: Sendable, Equatable {
         }
     }
 
-    public static let keys: [String] = ["state-dir", "socket", "socket-mode", "admin-group", "dns-server", "dns-timeout-ms",
-                                        "dns-tries", "ca-file", "allow-ip", "deny-ip", "cache-map-size-mb", "memory-cache-entries", "socket-threads", "io-threads",
-                                        "max-dns-inflight", "max-https-inflight", "wellknown-timeout-ms",
-                                        "resolution-timeout-ms", "log-level"]
+    public static let keys: [String] = settings.map(\.key)
+    private static let settingsByKey = Dictionary(uniqueKeysWithValues: settings.map { ($0.key, $0) })
+
+    public static func setting(_ key: String) -> Setting? { settingsByKey[key] }
 
     /// Applies one `key = value` setting (from the file or a flag).
     public mutating func set(_ key: String, _ value: String) throws(Problem) {
-        func int(_ range: ClosedRange<Int>) throws(Problem) -> Int {
-            guard let v = Int(value), range.contains(v) else { throw Problem(key: key, reason: "'\(value)' is not a whole number in \(range.lowerBound)...\(range.upperBound)") }
-            return v
-        }
-        switch key {
-        case "state-dir": stateDir = value
-        case "socket": socket = value
-        case "socket-mode":
-            guard let m = mode_t(value, radix: 8), m <= 0o777 else { throw Problem(key: key, reason: "'\(value)' is not an octal file mode like 0660") }
-            socketMode = m
-        case "admin-group":
-            guard getgrnam(value) != nil || UInt32(value) != nil else { throw Problem(key: key, reason: "no group named '\(value)'") }
-            adminGroup = value
-        case "dns-server":
-            guard Self.parseDNSServer(value) != nil else { throw Problem(key: key, reason: "'\(value)' is not ADDR, ADDR:PORT or [IPv6]:PORT") }
-            dnsServers.append(value)
-        case "dns-timeout-ms": dnsTimeoutMs = try int(50...60_000)
-        case "dns-tries": dnsTries = try int(1...10)
-        case "ca-file":
-            guard access(value, R_OK) == 0 else { throw Problem(key: key, reason: "cannot read '\(value)'") }
-            caFile = value
-        case "allow-ip":
-            guard CIDR(value) != nil else { throw Problem(key: key, reason: "'\(value)' is not an address range like 10.0.0.0/8 or fd00::/8") }
-            allowIP.append(value)
-        case "deny-ip":
-            guard CIDR(value) != nil else { throw Problem(key: key, reason: "'\(value)' is not an address range like 10.0.0.0/8 or fd00::/8") }
-            denyIP.append(value)
-        case "cache-map-size-mb": cacheMapSizeMB = try int(1...1_048_576)
-        case "socket-threads": socketThreads = try int(1...64)
-        case "io-threads": ioThreads = try int(1...16)
-        case "memory-cache-entries": memoryCacheEntries = try int(100...100_000_000)
-        case "max-dns-inflight": maxDNSInFlight = try int(1...10_000)
-        case "max-https-inflight": maxHTTPSInFlight = try int(1...10_000)
-        case "wellknown-timeout-ms": wellKnownTimeoutMs = try int(100...120_000)
-        case "resolution-timeout-ms": resolutionTimeoutMs = try int(500...600_000)
-        case "log-level":
-            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
-                throw Problem(key: key, reason: "'\(value)' is not one of trace, debug, info, notice, warning, error, critical")
-            }
-            logLevel = value
-        default:
+        guard let setting = Self.setting(key) else {
             throw Problem(key: key, reason: "unknown key (known keys: \(Self.keys.joined(separator: ", ")))")
         }
+        do { try setting.apply(&self, value) } catch { throw Problem(key: key, reason: error.reason) }
     }
 
     /// Reads a config file's settings into self.
@@ -131,6 +93,47 @@ public struct DaemonConfig: Sendable, Equatable {
         if parts.count == 1 { return s + ":53" }
         guard parts.count == 2, let p = UInt16(parts[1]), p > 0 else { return nil }
         return s
+    }
+
+    /// These settings as a config file that loads back to them: every key with its help and
+    /// default; what differs from the defaults is set, the rest is shown commented out.
+    /// dist/mxresolved.conf is this for the packaged setup.
+    public var configFile: String {
+        let defaults = DaemonConfig()
+        var out = """
+        # mxresolved configuration: `key = value` lines, `#` starts a comment, repeatable keys repeat.
+        # Every key is also a --flag of the same name (mxresolved --help); flags override this file.
+        # Written by `mxresolved --dump-config`: lines starting with `#` leave the default in force.
+
+        """
+        for setting in Self.settings {
+            out += "\n"
+            for line in Self.wrap(setting.helpWithDefault, width: 98) {
+                out += "# \(line)\n"
+            }
+            let values = setting.values(self)
+            if values != setting.values(defaults) {
+                for value in values { out += "\(setting.key) = \(value)\n" }
+            } else if let shown = setting.defaultValue ?? setting.example {
+                out += "# \(setting.key) = \(shown)\n"
+            }
+        }
+        return out
+    }
+
+    /// Words of `text` in lines of at most `width` characters (a longer word gets a line of its own).
+    static func wrap(_ text: String, width: Int) -> [String] {
+        var lines: [String] = []
+        var line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > width {
+                lines.append(line)
+                line = ""
+            }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        if !line.isEmpty { lines.append(line) }
+        return lines
     }
 
     public var ipPolicy: IPPolicy {

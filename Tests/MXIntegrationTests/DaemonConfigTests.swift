@@ -35,6 +35,70 @@ final class DaemonConfigTests: XCTestCase {
         }
     }
 
+    func testCommandLineFlagsOverrideTheFileAndListsReplaceOrAddAsTheTableSays() throws {
+        let file = """
+        dns-server = 127.0.0.53
+        allow-ip = 10.0.0.0/8
+        deny-ip = 192.0.2.0/24
+        dns-tries = 3
+        """
+        let read: (String) -> String? = { $0 == "f.conf" ? file : nil }
+        let action = try DaemonCommandLine.parse(["--config", "f.conf", "--dns-tries=5", "--dns-server", "[::1]:5353",
+                                                  "--dns-server", "127.0.0.1", "--allow-ip", "fd00::/8",
+                                                  "--deny-ip", "198.51.100.0/24", "--state-dir", "/tmp/x"], readFile: read)
+        guard case .run(let c) = action else { return XCTFail("\(action)") }
+        XCTAssertEqual(c.dnsTries, 5, "a flag overrides the file")
+        XCTAssertEqual(c.dnsServers, ["[::1]:5353", "127.0.0.1"], "dns-server flags replace the file's list")
+        XCTAssertEqual(c.allowIP, ["fd00::/8"], "allow-ip flags replace the file's list")
+        XCTAssertEqual(c.denyIP, ["192.0.2.0/24", "198.51.100.0/24"], "deny-ip flags add to the file's list")
+        XCTAssertEqual(c.stateDir, "/tmp/x")
+        XCTAssertEqual(try DaemonCommandLine.parse(["--socket-mode", "0600", "--help"], readFile: read), .help)
+        guard case .dumpConfig(let d) = try DaemonCommandLine.parse(["--dump-config", "--dns-tries", "4"], readFile: read) else {
+            return XCTFail("--dump-config")
+        }
+        XCTAssertEqual(d.dnsTries, 4)
+
+        let bad: [([String], DaemonCommandLine.Failure)] = [
+            (["--frobnicate", "1"], .usage("unknown option '--frobnicate'")),
+            (["--dns-tries"], .usage("--dns-tries needs a value")),
+            (["stray"], .usage("unexpected argument 'stray'")),
+            (["--dns-tries", "0"], .config(.init(key: "dns-tries", reason: "'0' is not a whole number in 1...10"))),
+            (["--config", "missing.conf"], .config(.init(key: "config", reason: "cannot read 'missing.conf'"))),
+            (["--config", "f.conf", "--log-level", "loud"],
+             .config(.init(key: "log-level", reason: "'loud' is not one of trace, debug, info, notice, warning, error, critical"))),
+        ]
+        for (arguments, expected) in bad {
+            XCTAssertThrowsError(try DaemonCommandLine.parse(arguments, readFile: read), "\(arguments)") { error in
+                XCTAssertEqual(error as? DaemonCommandLine.Failure, expected)
+            }
+        }
+    }
+
+    /// Every setting's help, form and default reach --help; the config file of any settings loads back to them.
+    func testHelpAndConfigFileComeFromTheSettingsTable() throws {
+        XCTAssertEqual(Set(DaemonConfig.keys).count, DaemonConfig.settings.count, "one entry per key")
+        // Wrapped lines joined again: "(default: X)" may be split over two lines.
+        let help = DaemonCommandLine.helpText.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+        for s in DaemonConfig.settings {
+            XCTAssertTrue(help.contains("--\(s.key) <\(s.valueName)>"), s.key)
+            XCTAssertTrue(help.contains(s.helpWithDefault), s.key)
+        }
+        var c = DaemonConfig()
+        for (key, value) in [("dns-server", "127.0.0.53"), ("dns-server", "[::1]:5353"), ("socket-mode", "0600"),
+                             ("dns-timeout-ms", "700"), ("deny-ip", "192.0.2.0/24"), ("log-level", "debug"),
+                             ("socket", "/tmp/s.sock"), ("io-threads", "3")] {
+            try c.set(key, value)
+        }
+        var back = DaemonConfig()
+        try back.load(file: c.configFile, path: "dump")
+        XCTAssertEqual(back, c)
+        XCTAssertTrue(c.configFile.contains("\ndns-server = 127.0.0.53\ndns-server = [::1]:5353\n"))
+        XCTAssertTrue(c.configFile.contains("\n# dns-tries = 2\n"), "defaults are shown commented out")
+        var defaults = DaemonConfig()
+        try defaults.load(file: DaemonConfig().configFile, path: "defaults")
+        XCTAssertEqual(defaults, DaemonConfig(), "the default file changes nothing")
+    }
+
     func testDaemonRefusesBadConfigAtStartAndHelpListsEveryKey() throws {
         let dir = "/tmp/mxrt-cfg-\(getpid())"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
