@@ -3,6 +3,7 @@ import XCTest
 import Synchronization
 import Logging
 import MXCore
+import MXAdapters
 @testable import MXResolve
 
 /// The cache service's rules over time: a scripted backend (whose answers change during a test),

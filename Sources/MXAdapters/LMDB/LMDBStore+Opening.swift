@@ -168,16 +168,6 @@ extension LMDBStore {
         unlink(directory + "/lock.mdb")
     }
 
-    static func makeDirectories(_ path: String) throws {
-        var partial = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            partial += "/" + component
-            if mkdir(partial, 0o750) != 0 && errno != EEXIST {
-                throw LMDBStoreError.system(operation: "mkdir \(partial)", errno: errno)
-            }
-        }
-    }
-
     /// This boot's id (Linux), to tell a machine crash from a process crash; nil elsewhere.
     static func currentBootID() -> String? {
         let fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY)

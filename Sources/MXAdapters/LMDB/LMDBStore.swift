@@ -87,7 +87,9 @@ public final class LMDBStore: CacheStore, @unchecked Sendable {
             // Without a boot id (not Linux) an unclean reboot cannot be told apart from a process
             // crash, so every commit syncs its data pages (MDB_NOMETASYNC) instead of none.
             envFlags = UInt32(MDB_NOTLS) | (Self.currentBootID() == nil ? UInt32(MDB_NOMETASYNC) : UInt32(MDB_NOSYNC))
-            try Self.makeDirectories(directory)
+            do { try makeDirectories(directory) } catch {
+                throw LMDBStoreError.system(operation: error.operation, errno: error.errno)
+            }
             let opened = try Self.openWriter(directory: directory, mapSize: mapSize, flags: envFlags)
             (env, dataDBI, metaDBI) = (opened.env, opened.data, opened.meta)
             rebuiltFromFormat = opened.rebuiltFromFormat
