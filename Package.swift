@@ -25,6 +25,9 @@ let package = Package(
                        providers: [.apt(["libc-ares-dev"]), .brew(["c-ares"])]),
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb",
                        providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]),
+        // The trust store shared by libcurl's TLS contexts (the OpenSSL libcurl is built with).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]),
         // epoll, eventfd, mallopt and thread names, which Glibc's module does not export.
         .systemLibrary(name: "CLinux"),
 
@@ -32,8 +35,8 @@ let package = Package(
         .target(name: "MXCore"),
 
         // Adapters: c-ares DNS client and libcurl well-known fetcher on I/O threads (DNS on the first,
-        // fetches on all), LMDB store, the Dispatch scheduler and the thread helper.
-        .target(name: "MXAdapters", dependencies: ["MXCore", "CCurl", "CAres", "CLMDB", "CLinux"]),
+        // fetches on all), trust store, LMDB store, the Dispatch scheduler and the thread helper.
+        .target(name: "MXAdapters", dependencies: ["MXCore", "CCurl", "CAres", "CLMDB", "CLinux", "COpenSSL"]),
 
         // The resolving service: cache + single-flight + refresh over the adapters, the socket
         // protocol and server, configuration and statistics.

@@ -52,43 +52,22 @@ final class CurlHTTPS {
     let multi: UnsafeMutableRawPointer
     let maxInFlight: Int
     let userAgent: String
-    /// Trust = the system store, looked up lazily by subject hash in `caPath` (CURLOPT_CAPATH),
-    /// plus `caFile` (CURLOPT_CAINFO: only the extra CA, or none). Not one concatenated bundle
-    /// (file or CURLOPT_CAINFO_BLOB): libcurl 7.88 re-parses a bundle on every handshake (its CA
-    /// cache does not take effect here), measured at ~20 ms of loop-thread CPU per connection for
-    /// the ~140 system certificates (100 fetches: 2.1 s, against 0.12 s this way).
-    let caFile: String?
-    let caPath: String?
+    /// The process's one trust store, shared with every TLS context (see `TrustStore`); libcurl
+    /// itself loads no CA file or directory.
+    let trust: TrustStore
+    private let trustPointer: UnsafeMutableRawPointer
     private var queue = FIFO<Transfer>()
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
     private var stopped = false
 
-    init(maxInFlight: Int, userAgent: String, extraCAFile: String?, systemCAPath: String?) throws(NetworkSetupError) {
+    init(maxInFlight: Int, userAgent: String, trust: TrustStore) throws(NetworkSetupError) {
         guard NetLibraries.initialized else { throw .libraryInit }
         self.maxInFlight = max(1, maxInFlight)
         self.userAgent = userAgent
-        if let extraCAFile {
-            guard let extra = Self.readFile(extraCAFile), !extra.isEmpty else {
-                throw .caFile("cannot read '\(extraCAFile)'")
-            }
-        }
-        caFile = extraCAFile
-        caPath = systemCAPath
+        self.trust = trust
+        trustPointer = Unmanaged.passUnretained(trust).toOpaque()  // `trust` is held as long as self
         guard let multi = curl_multi_init() else { throw .curl("curl_multi_init failed") }
         self.multi = multi
-    }
-
-    static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
-            if n > 0 { out += chunk[0..<n] }
-            if n < chunk.count { break }
-        }
-        return ferror(f) == 0 ? out : nil
     }
 
     static func monotonicMs() -> Int {
@@ -164,14 +143,23 @@ final class CurlHTTPS {
             return n
         }))
         set(ccurl_setopt_pointer(easy, CURLOPT_HEADERDATA, me))
-        if let caPath {
-            set(ccurl_setopt_string(easy, CURLOPT_CAPATH, caPath))
-            set(ccurl_setopt_string(easy, CURLOPT_CAINFO, caFile))  // nil: no bundle, the directory only
-        } else if let caFile {
-            set(ccurl_setopt_string(easy, CURLOPT_CAINFO, caFile))  // curl's default CA path stays
-        }
+        // No CA file or directory for libcurl to load: every TLS context gets the shared store.
+        set(ccurl_setopt_string(easy, CURLOPT_CAINFO, nil))
+        set(ccurl_setopt_string(easy, CURLOPT_CAPATH, nil))
+        // libcurl 7.88 sets its trust up after the SSL-context callback, during the handshake: its
+        // CA cache would put the first store it saw back in place of ours (a changed CA file would
+        // never be used), and its partial-chain default would write flags into the shared store
+        // from every I/O thread. The store carries that flag itself (`TrustStore`).
+        set(ccurl_setopt_long(easy, CURLOPT_CA_CACHE_TIMEOUT, 0))
+        set(ccurl_setopt_long(easy, CURLOPT_SSL_OPTIONS, Int(CURLSSLOPT_NO_PARTIALCHAIN)))
+        set(ccurl_setopt_ssl_ctx_cb(easy, CURLOPT_SSL_CTX_FUNCTION, { _, sslContext, user in
+            guard let sslContext, let user else { return CURLE_SSL_CACERT_BADFILE }
+            Unmanaged<TrustStore>.fromOpaque(user).takeUnretainedValue().install(into: sslContext)
+            return CURLE_OK
+        }))
+        set(ccurl_setopt_pointer(easy, CURLOPT_SSL_CTX_DATA, trustPointer))
         guard ok else {
-            t.completion(.failure(.other("curl_easy_setopt failed (libcurl too old?)")))
+            t.completion(.failure(.other("curl_easy_setopt failed (libcurl too old, or not built with OpenSSL?)")))
             return
         }
         launch(t)

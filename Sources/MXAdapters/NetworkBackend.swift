@@ -15,8 +15,11 @@ public struct NetworkConfig: Sendable, Hashable {
     /// A PEM file of extra trusted CAs, trusted in addition to the system store.
     public var extraCAFile: String? = nil
     /// The system store as an OpenSSL hashed directory (c_rehash / update-ca-certificates), read
-    /// lazily per issuer. nil: libcurl's built-in default (the bundle file, parsed per handshake).
+    /// lazily per issuer. nil: OpenSSL's default directory.
     public var systemCAPath: String? = "/etc/ssl/certs"
+    /// How often at most a handshake checks whether the CA file or directory changed (then the
+    /// one shared trust store is rebuilt).
+    public var trustCheckIntervalMs: Int = 5000
     public var userAgent: String = "mxresolved"
     /// I/O threads owning curl (and, on the first, c-ares); one per core suits a cold start.
     public var ioThreads: Int = 1
@@ -60,10 +63,14 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     private var dnsLoop: IOLoop { loops[0] }
     private let nextHTTPSLoop = Synchronization.Atomic<Int>(0)
     private let counters = Counters()
+    /// The CAs every I/O thread's TLS contexts share.
+    let trust: TrustStore
 
     public init(config: NetworkConfig) throws {
         var made: [IOLoop] = []
         let count = max(1, config.ioThreads)
+        trust = try TrustStore(caFile: config.extraCAFile, caDirectory: config.systemCAPath,
+                               checkIntervalMs: config.trustCheckIntervalMs)
         do {
             for index in 0..<count {
                 let dns = index == 0 ? try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs,
@@ -71,7 +78,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
                 let https: CurlHTTPS
                 do {
                     https = try CurlHTTPS(maxInFlight: max(1, config.maxHTTPSInFlight / count), userAgent: config.userAgent,
-                                          extraCAFile: config.extraCAFile, systemCAPath: config.systemCAPath)
+                                          trust: trust)
                 } catch {
                     dns?.shutdown()
                     throw error

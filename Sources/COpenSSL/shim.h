@@ -1,0 +1,14 @@
+// OpenSSL, for the one trust store handed to every TLS context libcurl creates.
+#ifndef MXRESOLVED_COPENSSL_SHIM_H
+#define MXRESOLVED_COPENSSL_SHIM_H
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+// libcurl hands its SSL_CTX over as a void pointer.
+static inline void copenssl_ctx_set1_store(void *ssl_ctx, X509_STORE *store) {
+    SSL_CTX_set1_cert_store((SSL_CTX *)ssl_ctx, store);
+}
+
+#endif
