@@ -8,16 +8,18 @@ Resolving nK takes: GET https://nK/.well-known/matrix/server, SRV _matrix-fed._t
 (spec step 3.3), i.e. 1 HTTPS fetch + 1 A lookup for nK itself + 3 DNS queries.
 With WK < N (6th argument), only the first WK names have a well-known; the others are SRV-only:
 nK has A = the world's "closed" address (connection refused on :443, so the well-known fails fast)
-and its own _matrix-fed._tcp SRV -> tK (spec step 4). The test world cannot serve 10,000 well-known
-hosts: it puts every well-known host in one certificate made with one `openssl req -addext` argument
-(10,000 SANs exceed Linux's 128 KiB per-argument limit), and nginx with thousands of server blocks,
-each loading that certificate, does not start within the supervisor's 5 s readiness wait.
-usage: gen_scenario.py N ZONE BLOCK OUT.json NAMES.txt [WK]
+and its own _matrix-fed._tcp SRV -> tK (spec step 4).
+--wildcard-cert sets the scenario's "wildcard_cert": the well-known hosts share one certificate for
+*.<zone> (one SAN, as a real host's certificate has a few, instead of one SAN per host) and nginx
+serves them from one server block, so 10,000 distinct well-known hosts come up in seconds.
+usage: gen_scenario.py [--wildcard-cert] N ZONE BLOCK OUT.json NAMES.txt [WK]
 """
 import json, sys
 
-n, zone, block, out, names_out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-wk = int(sys.argv[6]) if len(sys.argv) > 6 else n
+args = [a for a in sys.argv[1:] if a != "--wildcard-cert"]
+wildcard = len(args) < len(sys.argv) - 1
+n, zone, block, out, names_out = int(args[0]), args[1], args[2], args[3], args[4]
+wk = int(args[5]) if len(args) > 5 else n
 names = {}
 for k in range(n):
     if k >= wk:
@@ -30,7 +32,10 @@ for k in range(n):
     names[f"d{k}.{zone}"] = {"srv": {"_matrix-fed._tcp": [{"priority": 10, "weight": 0, "port": 8448,
                                                            "target": f"t{k}.{zone}"}]}}
     names[f"t{k}.{zone}"] = {"a": [f"{block}.20"], "aaaa": ["::1"]}
+scenario = {"ttl": 3600, "names": names}
+if wildcard:
+    scenario["wildcard_cert"] = True
 with open(out, "w") as f:
-    json.dump({"ttl": 3600, "names": names}, f)
+    json.dump(scenario, f)
 with open(names_out, "w") as f:
     f.write("".join(f"n{k}.{zone}\n" for k in range(n)))

@@ -216,8 +216,19 @@ def dnsmasq_conf(d, ad, port, owners, routed, default_ttl):
     return "\n".join(lines) + "\n"
 
 
-def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts):
-    """CA + three leaves (P-256): all valid hosts; 'wrong-name'; self-signed."""
+def wildcard_names(hosts):
+    """SANs covering `hosts` with one `*.PARENT` per parent domain. A host right under a top-level
+    label (`wk.test`) is listed as itself: verifiers refuse a wildcard that covers a whole TLD."""
+    out = set()
+    for h in hosts:
+        parent = h.split(".", 1)[1] if "." in h else ""
+        out.add(f"*.{parent}" if parent.count(".") >= 1 else h)
+    return sorted(out)
+
+
+def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts, wildcard=False):
+    """CA + three leaves (P-256): all valid hosts (one SAN each, or `*.PARENT` SANs with
+    `wildcard`: the scenario's "wildcard_cert"); 'wrong-name'; self-signed."""
     c = os.path.join(d, "certs")
     os.makedirs(c, exist_ok=True)
     common = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"]
@@ -235,7 +246,8 @@ def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts):
     leaf = ["-CA", f"{c}/ca.pem", "-CAkey", f"{c}/ca.key",
             "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"]
     run(["-keyout", f"{c}/valid.key", "-out", f"{c}/valid.pem", "-subj", "/CN=testworld",
-         "-addext", san(sorted(valid_hosts) or ["testworld.test"], [ad["https"], ad["faulthttps"]])] + leaf)
+         "-addext", san((wildcard_names if wildcard else sorted)(valid_hosts) or ["testworld.test"],
+                         [ad["https"], ad["faulthttps"]])] + leaf)
     run(["-keyout", f"{c}/wrong-name.key", "-out", f"{c}/wrong-name.pem", "-subj", "/CN=other.test",
          "-addext", san(["other.test"])] + leaf)
     run(["-keyout", f"{c}/self-signed.key", "-out", f"{c}/self-signed.pem", "-subj", "/CN=selfsigned",
@@ -243,7 +255,38 @@ def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts):
     return f"{c}/ca.pem"
 
 
-def nginx_conf(d, ad, wellknown):
+def _plain(wk):
+    """A well-known nginx can serve as a static file, identical apart from its body."""
+    return (wk["cert"] == "valid" and wk["status"] == 200 and not wk["delay_ms"] and not wk["redirect"]
+            and not wk["stall_mid_body"] and not wk["no_response"])
+
+
+def _shared_blocks(ad, c, www, wellknown):
+    """One server block per (content type, headers) for all plain hosts, the body picked by $host:
+    nginx then starts in about a second with 10,000 hosts (one block and one certificate load per
+    host takes several seconds)."""
+    groups = {}
+    for host, wk in sorted(wellknown.items()):
+        if _plain(wk):
+            key = (wk["content_type"], tuple(sorted(wk["headers"].items())))
+            groups.setdefault(key, []).append(host)
+    L = []
+    for (ctype, headers), hosts in sorted(groups.items()):
+        for host in hosts:
+            with open(os.path.join(www, host), "wb") as f:
+                f.write(wellknown[host]["body"])
+        L += ["  server {", f"    listen {ad['https']}:443 ssl http2;", f"    listen {ad['https']}:80;",
+              "    server_name " + " ".join(hosts) + ";",
+              f"    ssl_certificate {c}/valid.pem;", f"    ssl_certificate_key {c}/valid.key;",
+              f"    location = {WK_PATH} {{"]
+        L += [f"      add_header {k} {_conf_str(str(v), hosts[0])} always;" for k, v in headers]
+        L += [f"      default_type {_conf_str(ctype, hosts[0])};", f"      alias {www}/$host;", "    }",
+              "    location / { return 404; }", "  }"]
+    return L
+
+
+def nginx_conf(d, ad, wellknown, shared_blocks=False):
+    """`shared_blocks` (the scenario's "wildcard_cert"): plain hosts share server blocks."""
     www = os.path.join(d, "www")
     os.makedirs(www, exist_ok=True)
     os.makedirs(os.path.join(d, "nginx", "tmp"), exist_ok=True)
@@ -264,15 +307,20 @@ def nginx_conf(d, ad, wellknown):
         f"  fastcgi_temp_path {d}/nginx/tmp/fcgi;", f"  uwsgi_temp_path {d}/nginx/tmp/uwsgi;",
         f"  scgi_temp_path {d}/nginx/tmp/scgi;",
         "  server_tokens off;", "  keepalive_timeout 30s;", "  ssl_protocols TLSv1.2 TLSv1.3;",
+        "  server_names_hash_max_size 65536;", "  server_names_hash_bucket_size 128;",
         "  server {",
         f"    listen {ad['https']}:443 ssl http2 default_server;", f"    listen {ad['https']}:80 default_server;",
         f"    ssl_certificate {c}/valid.pem;", f"    ssl_certificate_key {c}/valid.key;",
         "    location / { return 404 '{\"errcode\":\"M_UNRECOGNIZED\",\"testworld\":\"unknown host\"}'; }",
         "  }",
     ]
+    if shared_blocks:
+        L += _shared_blocks(ad, c, www, wellknown)
     for host, wk in sorted(wellknown.items()):
         if wk["stall_mid_body"] or wk["no_response"]:
             continue  # served by the python fault HTTPS server
+        if shared_blocks and _plain(wk):
+            continue
         cert = wk["cert"]
         hdrs = [f"      add_header {k} {_conf_str(str(v), host)} always;" for k, v in wk["headers"].items()]
         L += ["  server {", f"    listen {ad['https']}:443 ssl http2;", f"    listen {ad['https']}:80;",
