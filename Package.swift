@@ -55,8 +55,10 @@ let package = Package(
         ]),
 
         .testTarget(name: "MXCoreTests", dependencies: ["MXCore"]),
-        .testTarget(name: "MXAdaptersTests", dependencies: ["MXCore", "MXAdapters"]),
-        .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXResolve"]),
+        // What the test targets share: the loopback test world, a daemon process, running commands.
+        .target(name: "MXTestSupport", dependencies: ["MXCore", "MXAdapters", "MXResolve"], path: "Tests/MXTestSupport"),
+        .testTarget(name: "MXAdaptersTests", dependencies: ["MXCore", "MXAdapters", "CLMDB", "MXTestSupport"]),
+        .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXResolve", "MXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 import MXResolve
 
 /// mxresolvectl against the real daemon: output, JSON, every exit code.

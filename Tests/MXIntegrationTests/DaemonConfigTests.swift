@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 @testable import MXResolve
 
 final class DaemonConfigTests: XCTestCase {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 import Synchronization
 import MXCore
 import MXResolve

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 import MXResolve
 
 /// The packaged configuration must stay loadable as the daemon evolves, and stay what the

@@ -1,4 +1,5 @@
 import XCTest
+import MXTestSupport
 import Synchronization
 import MXCore
 import MXAdapters
@@ -8,15 +9,7 @@ import MXAdapters
 /// the targets and ports, the Host header, the TLS name, SNI and the step.
 final class ResolverWorldTests: XCTestCase {
     static let world = TestWorld.standard
-    static let backend: NetworkBackend = {
-        var c = NetworkConfig()
-        c.dnsServers = [world.dnsServer]
-        c.dnsTimeoutMs = 300
-        c.dnsTries = 2
-        c.extraCAFile = world.caFile
-        c.userAgent = "mxresolved-tests"
-        return try! NetworkBackend(config: c)
-    }()
+    static let backend = try! NetworkBackend(config: world.networkConfig)
 
     static func resolver(policy: IPPolicy? = nil) -> ServerResolver {
         var s = ResolverSettings(ipPolicy: policy ?? world.policy)

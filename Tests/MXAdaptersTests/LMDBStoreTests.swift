@@ -292,7 +292,7 @@ final class LMDBStoreTests: XCTestCase {
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let child = Process()
         child.executableURL = URL(fileURLWithPath: exe)
-        child.arguments = ["MXIntegrationTests.LMDBStoreTests/testCrashChildWriter"]
+        child.arguments = ["MXAdaptersTests.LMDBStoreTests/testCrashChildWriter"]
         var env = ProcessInfo.processInfo.environment
         env[Self.crashChildVariable] = dir
         child.environment = env

@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Synchronization
 import MXCore
+import MXTestSupport
 @testable import MXAdapters
 
 /// The real c-ares/libcurl backend against real servers on loopback only: a `scripts/testworld`
@@ -9,17 +10,8 @@ import MXCore
 /// up once for this class and torn down in `tearDown` (and by testworld's --watch-pid when the
 /// test process exits however it exits). Never the system resolver.
 final class NetworkBackendTests: XCTestCase {
-    struct World: Sendable {
-        let dir: String
-        let dnsServer: String
-        let faultDNSServer: String
-        let caFile: String
-        let httpsIP: IPAddress
-        let closedIP: IPAddress
-    }
-
     static let block = "127.0.66"
-    nonisolated(unsafe) static var world: World?
+    nonisolated(unsafe) static var world: TestWorld?
     nonisolated(unsafe) static var worldError: String?
 
     static let scenario = """
@@ -47,74 +39,27 @@ final class NetworkBackendTests: XCTestCase {
     }}
     """
 
-    static var repoRoot: String {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }
-
     override class func setUp() {
         super.setUp()
-        let dir = NSTemporaryDirectory() + "mxresolved-nettest-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let scenarioPath = dir + "/scenario.json"
-        _ = FileManager.default.createFile(atPath: scenarioPath, contents: Data(scenario.utf8))
-        let tool = repoRoot + "/scripts/testworld"
-        guard FileManager.default.isExecutableFile(atPath: tool) else {
-            worldError = "scripts/testworld not found"
-            return
+        do { world = try TestWorld.up(scenarioJSON: scenario, ipBlock: block, name: "swift-network-backend") } catch {
+            worldError = "\(error)"
         }
-        let (status, out) = run([tool, "up", "--dir", dir + "/world", "--ip-block", block,
-                                 "--watch-pid", "\(getpid())", scenarioPath])
-        guard status == 0,
-              let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-              let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let dns = json["dns_server"] as? String, let fault = json["fault_dns_server"] as? String,
-              let ca = json["ca_file"] as? String,
-              let ip = (json["https_ip"] as? String).flatMap({ IPAddress($0) }),
-              let closed = (json["closed_ip"] as? String).flatMap({ IPAddress($0) }) else {
-            worldError = "testworld up failed (\(status)): \(out)"
-            return
-        }
-        world = World(dir: dir + "/world", dnsServer: dns, faultDNSServer: fault, caFile: ca, httpsIP: ip, closedIP: closed)
     }
 
     override class func tearDown() {
-        if let w = world {
-            _ = run([repoRoot + "/scripts/testworld", "down", "--dir", w.dir])
-            world = nil
-        }
+        world?.down()
+        world = nil
         super.tearDown()
     }
 
-    @discardableResult
-    static func run(_ argv: [String]) -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
-    func requireWorld() throws -> World {
+    func requireWorld() throws -> TestWorld {
         if let w = Self.world { return w }
         XCTFail(Self.worldError ?? "no test world")
         throw XCTSkip("no test world")
     }
 
     func backend(_ configure: (inout NetworkConfig) -> Void = { _ in }) throws -> NetworkBackend {
-        let w = try requireWorld()
-        var c = NetworkConfig()
-        c.dnsServers = [w.dnsServer]
-        c.dnsTimeoutMs = 300
-        c.dnsTries = 2
-        c.extraCAFile = w.caFile
-        c.userAgent = "mxresolved-test/0"
+        var c = try requireWorld().networkConfig
         configure(&c)
         let b = try NetworkBackend(config: c)
         addTeardownBlock { b.stop() }
@@ -246,7 +191,7 @@ final class NetworkBackendTests: XCTestCase {
     func testUnreachableDNSServerFailsFast() async throws {
         let w = try requireWorld()
         // Nothing listens on the closed address: ICMP port unreachable, never a busy loop.
-        let b = try backend { $0.dnsServers = ["\(w.closedIP):53"]; $0.dnsTimeoutMs = 300 }
+        let b = try backend { $0.dnsServers = ["\(w.closedAddress):53"]; $0.dnsTimeoutMs = 300 }
         let t0 = Self.now()
         let r = await Self.srv(b, "_matrix-fed._tcp.srv.nb.test")
         XCTAssertNotNil(r.failureValue)
@@ -285,7 +230,7 @@ final class NetworkBackendTests: XCTestCase {
     func testWellKnownVerifiedAgainstTestCA() async throws {
         let w = try requireWorld()
         let b = try backend()
-        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get()
         XCTAssertEqual(resp.status, 200)
         let body = String(decoding: resp.body, as: UTF8.self)
         XCTAssertTrue(body.contains("\"m.server\""), body)
@@ -298,10 +243,10 @@ final class NetworkBackendTests: XCTestCase {
     func testWithoutTheCAItFailsWithTLS() async throws {
         let w = try requireWorld()
         let b = try backend { $0.extraCAFile = nil }
-        let r = await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP])
+        let r = await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress])
         guard case .failure(.tls) = r else { return XCTFail("expected .tls, got \(r)") }
         let b2 = try backend()
-        let r2 = await Self.get(b2, "selfsigned.nb.test", connectTo: [w.httpsIP])
+        let r2 = await Self.get(b2, "selfsigned.nb.test", connectTo: [w.httpsAddress])
         guard case .failure(.tls) = r2 else { return XCTFail("expected .tls, got \(r2)") }
         XCTAssertEqual(b.counterSnapshot.httpsTLS, 1)
     }
@@ -314,20 +259,20 @@ final class NetworkBackendTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (st, hash) = Self.run(["/usr/bin/openssl", "x509", "-hash", "-noout", "-in", w.caFile])
+        let (st, hash, _) = try runCommand("/usr/bin/openssl", ["x509", "-hash", "-noout", "-in", w.caFile])
         XCTAssertEqual(st, 0)
         try FileManager.default.copyItem(atPath: w.caFile, toPath: dir + "/" + hash.trimmingCharacters(in: .whitespacesAndNewlines) + ".0")
         let b = try backend { $0.extraCAFile = nil; $0.systemCAPath = dir }
-        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get()
         XCTAssertEqual(resp.status, 200)
     }
 
     func testBodyCap() async throws {
         let w = try requireWorld()
         let b = try backend()
-        let r = await Self.get(b, "big.nb.test", connectTo: [w.httpsIP], maxBody: 50 * 1024)
+        let r = await Self.get(b, "big.nb.test", connectTo: [w.httpsAddress], maxBody: 50 * 1024)
         XCTAssertEqual(r.failureValue, .bodyTooLarge(limit: 50 * 1024))
-        let full = try await Self.get(b, "big.nb.test", connectTo: [w.httpsIP], maxBody: 100 * 1024).get()
+        let full = try await Self.get(b, "big.nb.test", connectTo: [w.httpsAddress], maxBody: 100 * 1024).get()
         XCTAssertEqual(full.body.count, 70000)
         XCTAssertEqual(b.counterSnapshot.httpsBodyTooLarge, 1)
     }
@@ -335,18 +280,18 @@ final class NetworkBackendTests: XCTestCase {
     func testConnectFallsBackToNextAddress() async throws {
         let w = try requireWorld()
         let b = try backend()
-        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.closedIP, w.httpsIP]).get()
+        let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.closedAddress, w.httpsAddress]).get()
         XCTAssertEqual(resp.status, 200)
-        let r = await Self.get(b, "wk.nb.test", connectTo: [w.closedIP])
+        let r = await Self.get(b, "wk.nb.test", connectTo: [w.closedAddress])
         guard case .failure(.connect(let msg)) = r else { return XCTFail("expected .connect, got \(r)") }
-        XCTAssertTrue(msg.contains("\(w.closedIP)"), msg)
+        XCTAssertTrue(msg.contains("\(w.closedAddress)"), msg)
     }
 
     func testTotalTimeout() async throws {
         let w = try requireWorld()
         let b = try backend()
         let t0 = Self.now()
-        let r = await Self.get(b, "slow.nb.test", connectTo: [w.httpsIP], totalMs: 500)
+        let r = await Self.get(b, "slow.nb.test", connectTo: [w.httpsAddress], totalMs: 500)
         XCTAssertEqual(r.failureValue, .timeout)
         XCTAssertLessThan(Self.now() - t0, 2)
     }
@@ -358,7 +303,7 @@ final class NetworkBackendTests: XCTestCase {
         let t0 = Self.now()
         let statuses = await withTaskGroup(of: Int.self) { group in
             for _ in 0..<n {
-                group.addTask { (try? await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get().status) ?? -1 }
+                group.addTask { (try? await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get().status) ?? -1 }
             }
             var all: [Int] = []
             for await s in group { all.append(s) }
@@ -393,7 +338,7 @@ final class NetworkBackendTests: XCTestCase {
             case 1: b.queryAddresses("stall.nb.test") { _ in record() }
             default:
                 let req = HTTPSRequest(url: "https://slow.nb.test/.well-known/matrix/server", host: "slow.nb.test", port: 443,
-                                       connectTo: [w.httpsIP], maxBodyBytes: 1000, connectTimeoutMs: 2000, totalTimeoutMs: 10_000)
+                                       connectTo: [w.httpsAddress], maxBodyBytes: 1000, connectTimeoutMs: 2000, totalTimeoutMs: 10_000)
                 b.httpsGet(req) { _ in record() }
             }
         }
