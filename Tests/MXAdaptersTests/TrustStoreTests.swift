@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Synchronization
 import MXCore
+import MXTestSupport
 @testable import MXAdapters
 
 /// The one trust store every TLS context shares (`TrustStore`), against the real nginx of
@@ -23,11 +24,11 @@ extension NetworkBackendTests {
 
     /// A CA that signed nothing the test world serves (openssl CLI, like the world's own CA).
     private func unrelatedCA(in dir: String) throws -> String {
-        let (status, out) = Self.run(["/usr/bin/openssl", "req", "-x509", "-batch", "-newkey", "ec",
-                                      "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-                                      "-keyout", dir + "/other.key", "-out", dir + "/other.pem",
-                                      "-subj", "/CN=unrelated test CA"])
-        XCTAssertEqual(status, 0, out)
+        let (status, out, err) = try runCommand("/usr/bin/openssl", ["req", "-x509", "-batch", "-newkey", "ec",
+                                                "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                                                "-keyout", dir + "/other.key", "-out", dir + "/other.pem",
+                                                "-subj", "/CN=unrelated test CA"])
+        XCTAssertEqual(status, 0, out + err)
         return dir + "/other.pem"
     }
 
@@ -45,7 +46,7 @@ extension NetworkBackendTests {
         let w = try requireWorld()
         let b = try backend { $0.ioThreads = 2 }
         for _ in 0..<4 {
-            let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+            let resp = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get()
             XCTAssertEqual(resp.status, 200)
         }
         XCTAssertEqual(b.trust.builds, 1)
@@ -60,22 +61,22 @@ extension NetworkBackendTests {
         let other = try unrelatedCA(in: dir)
         let b = try backend { $0.extraCAFile = caFile; $0.trustCheckIntervalMs = 0 }
 
-        let first = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+        let first = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get()
         XCTAssertEqual(first.status, 200)
 
         try replace(caFile, with: contents(other))
-        let refused = await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP])
+        let refused = await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress])
         guard case .failure(.tls) = refused else { return XCTFail("expected .tls with an unrelated CA, got \(refused)") }
         XCTAssertEqual(b.trust.builds, 2)
 
         try replace(caFile, with: contents(w.caFile))
-        let again = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+        let again = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get()
         XCTAssertEqual(again.status, 200)
         XCTAssertEqual(b.trust.builds, 3)
 
         // A file that no longer parses is reported and the last good store stays in use.
         try replace(caFile, with: Data("not a certificate\n".utf8))
-        let kept = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsIP]).get()
+        let kept = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress]).get()
         XCTAssertEqual(kept.status, 200)
         XCTAssertEqual(b.trust.builds, 3)
         XCTAssertTrue(b.trust.lastError?.contains(caFile) ?? false, "\(String(describing: b.trust.lastError))")
