@@ -125,8 +125,6 @@ final class AresDNS {
         }
     }
 
-    var queued: Int { queue.count }
-
     /// Turns what c-ares reports into a message (NOERROR) or a `DNSError`. With
     /// ARES_FLAG_NOCHECKRESP, SERVFAIL/REFUSED/NXDOMAIN arrive as raw answers, so the rcode in the
     /// answer decides; the status only matters when there is no answer (timeouts, shutdown).

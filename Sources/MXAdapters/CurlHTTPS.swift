@@ -76,9 +76,6 @@ final class CurlHTTPS {
         return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
     }
 
-    var inFlight: Int { active.count }
-    var queued: Int { queue.count }
-
     /// Loop thread: queue a fetch (started at once if under the cap).
     func enqueue(_ request: HTTPSRequest, _ completion: @escaping Completion) {
         guard !stopped else {

@@ -189,9 +189,6 @@ struct FIFO<Element> {
     private var items: [Element?] = []
     private var head = 0
 
-    var isEmpty: Bool { head == items.count }
-    var count: Int { items.count - head }
-
     mutating func append(_ e: Element) { items.append(e) }
 
     mutating func popFirst() -> Element? {

@@ -40,7 +40,7 @@ public final class ResolutionService: Sendable {
     private let memory = Mutex(Memory())
     /// Names with a resolution in flight → who waits for it.
     private let inflight = Mutex<[String: [Completion]]>([:])
-    /// Store writes happen here, off the I/O thread and off the request path.
+    /// Store writes happen here, off the I/O threads and off the request path.
     private let writer = DispatchQueue(label: "mxresolved.cache-writer")
     private let work = DispatchQueue(label: "mxresolved.resolutions", attributes: .concurrent)
 
@@ -150,7 +150,7 @@ public final class ResolutionService: Sendable {
 
     private func start(_ name: String, previous: CacheEntry?, known: WellKnownOutcome?) {
         resolver.resolve(name, knownWellKnown: known) { [self] result in
-            // The resolver completes on the I/O thread: leave it at once.
+            // The resolver completes on an I/O thread or its deadline's timer queue: leave it at once.
             work.async { [self] in
                 if let kept = CacheRules.delegationToKeep(previous: previous, reused: known, fetched: wellKnown(of: result), now: now()) {
                     logger.info("well-known refresh failed temporarily; keeping the previous delegation",

@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import Synchronization
 import MXAdapters
+import MXTestSupport
 
 final class OSThreadTests: XCTestCase {
     /// The owner-thread check that loop-only code relies on: true on the thread, false elsewhere.
@@ -23,6 +24,27 @@ final class OSThreadTests: XCTestCase {
         thread.join()
         XCTAssertEqual(seen.withLock { $0.inside }, true, "join returned after the body ran")
         XCTAssertEqual(seen.withLock { $0.name }, "mxr-test-thread", "Linux keeps the first 15 bytes of the name")
+    }
+
+    static let offThreadChildVariable = "MXRESOLVED_OFF_THREAD_CHILD"
+
+    /// Run as a child process by the test below: calls loop-only code from the wrong thread.
+    func testOffThreadChild() throws {
+        guard ProcessInfo.processInfo.environment[Self.offThreadChildVariable] != nil else { return }
+        let thread = OSThread(name: "mxr-owner")
+        try thread.start { sleep(5) }
+        thread.preconditionCurrent()
+        print("CONTINUED")
+    }
+
+    /// The owner-thread precondition is enforced, not advisory: a caller on another thread stops the process.
+    func testPreconditionCurrentStopsACallerOnAnotherThread() throws {
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let (status, out, err) = try runCommand(exe, ["MXAdaptersTests.OSThreadTests/testOffThreadChild"],
+                                                env: [Self.offThreadChildVariable: "1"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertFalse(out.contains("CONTINUED"), out)
+        XCTAssertTrue(err.contains("must run on thread mxr-owner"), err)
     }
 
     func testMakeDirectoriesCreatesParentsAndNamesTheFailingStep() throws {
