@@ -48,8 +48,9 @@ public struct AddressSet: Sendable, Hashable {
         self.cnameChain = cnameChain
     }
 
-    /// IPv6 first, then IPv4 (the order handed to workers).
-    public var all: [ResolvedAddress] { ipv6 + ipv4 }
+    /// The order handed to workers and to curl: the families interleaved, IPv6 first (RFC 8305 §4),
+    /// so a client connecting in order reaches the other family after one failed address, not after all.
+    public var all: [ResolvedAddress] { interleavedByFamily(ipv6, ipv4) }
     public var minTTL: UInt32? { all.map(\.ttl).min() }
 }
 
@@ -153,4 +154,15 @@ public enum HTTPSError: Error, Sendable, Hashable, CustomStringConvertible {
         case .other(let s): return s
         }
     }
+}
+
+/// RFC 8305 §4: one of the first list, one of the second, and so on; the rest of the longer list at the end.
+func interleavedByFamily<T>(_ first: [T], _ second: [T]) -> [T] {
+    var out: [T] = []
+    out.reserveCapacity(first.count + second.count)
+    for i in 0..<max(first.count, second.count) {
+        if i < first.count { out.append(first[i]) }
+        if i < second.count { out.append(second[i]) }
+    }
+    return out
 }

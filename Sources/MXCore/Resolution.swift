@@ -42,7 +42,7 @@ public enum ResolutionStep: String, Sendable, Codable, CaseIterable {
 public struct Target: Sendable, Hashable, Codable {
     public var host: String
     public var port: UInt16
-    /// IPv6 first, then IPv4.
+    /// The families interleaved, IPv6 first (RFC 8305 §4).
     public var addresses: [IPAddress]
     /// The SRV record's priority and weight, when the target came from one (to reorder cached answers).
     public var srvPriority: UInt16?
@@ -101,6 +101,8 @@ public struct Resolution: Sendable, Hashable, Codable {
     public var addressTTL: UInt32?
     /// Every lookup made and its result, for `--trace`.
     public var trace: [String]
+    /// What the answer relies on that the spec forbids but the federation tolerates (counted in statistics).
+    public var warnings: [ResolutionWarning] = []
 
     public init(serverName: String, step: ResolutionStep, targets: [Target], hostHeader: String, tlsServerName: String,
                 sni: String?, wellKnown: WellKnownOutcome?, srvTTL: UInt32?, addressTTL: UInt32?, trace: [String]) {
@@ -115,6 +117,12 @@ public struct Resolution: Sendable, Hashable, Codable {
         self.addressTTL = addressTTL
         self.trace = trace
     }
+}
+
+/// Tolerated departures from the spec, each counted in the statistics as `warning_<raw value>`.
+public enum ResolutionWarning: String, Sendable, Hashable, Codable, CaseIterable {
+    /// An SRV target was a CNAME and was followed (RFC 2782 and the spec say it must not be an alias).
+    case srvTargetIsCNAME = "srv_target_cname"
 }
 
 /// Stable machine codes for failures (also used on the wire).

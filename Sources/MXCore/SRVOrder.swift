@@ -1,6 +1,7 @@
 /// RFC 2782 target selection: lowest priority first; within a priority, a weighted random
 /// order (each pick chooses among the remaining records with probability weight/sum, records
-/// of weight 0 being picked first only by a zero draw, as the RFC says).
+/// of weight 0 being picked first only by a zero draw, as the RFC says). Records that all have
+/// weight 0 come in a uniformly random order.
 public enum SRVOrder {
     /// `randomBelow(n)` returns a uniform integer in 0..<n (injected so tests are deterministic).
     public static func order<Record: SRVWeighted>(_ records: [Record], randomBelow: (UInt64) -> UInt64) -> [Record] {
@@ -14,6 +15,12 @@ public enum SRVOrder {
             remaining.sort { ($0.weight == 0 ? 0 : 1) < ($1.weight == 0 ? 0 : 1) }
             while !remaining.isEmpty {
                 let total = remaining.reduce(UInt64(0)) { $0 + UInt64($1.weight) }
+                if total == 0 {
+                    // Only weight 0 left: each is as likely as the others, so workers spread over them
+                    // rather than all taking the first record of the DNS answer.
+                    result.append(remaining.remove(at: Int(randomBelow(UInt64(remaining.count)))))
+                    continue
+                }
                 // A uniform number in 0...total; pick the first record whose running sum is >= it.
                 let draw = randomBelow(total + 1)
                 var running: UInt64 = 0

@@ -48,6 +48,7 @@ final class Run: Sendable {
     let serverName: String
     let resolver: ServerResolver
     private let state: Mutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
+    private let warnings = Mutex<Set<ResolutionWarning>>([])
 
     init(serverName: String, resolver: ServerResolver, completion: @escaping ServerResolver.Completion) {
         self.serverName = serverName
@@ -63,6 +64,7 @@ final class Run: Sendable {
             var r = resolution
             r.trace = trace
             r.wellKnown = wellKnown
+            r.warnings = warnings.withLock { $0 }.sorted { $0.rawValue < $1.rawValue }
             return .success(r)
         }
     }
@@ -88,6 +90,12 @@ final class Run: Sendable {
     }
 
     func note(_ line: String) { state.withLock { if $0.completion != nil { $0.trace.append(line) } } }
+
+    /// Something the answer was built on that the spec or an RFC forbids but the federation tolerates.
+    func warn(_ warning: ResolutionWarning, _ line: String) {
+        warnings.withLock { _ = $0.insert(warning) }
+        note("warning: \(line)")
+    }
 
     var isFinished: Bool { state.withLock { $0.completion == nil } }
 
@@ -249,13 +257,13 @@ final class Run: Sendable {
                               tlsServerName: tlsName, sni: tlsName, wellKnown: nil, srvTTL: srvTTL, addressTTL: ttl, trace: []))
         }
         for host in distinctHosts {
-            lookupAddresses(host, refuseCNAME: true) { join.set(host, $0) }
+            lookupAddresses(host, isSRVTarget: true) { join.set(host, $0) }
         }
     }
 
     /// Steps 2, 3.2, 3.5 and 6: one host, one port.
     func resolveHostTarget(host: String, port: UInt16, step: ResolutionStep, hostHeader: String, tlsName: String) {
-        lookupAddresses(host.lowercased(), refuseCNAME: false) { [self] result in
+        lookupAddresses(host.lowercased(), isSRVTarget: false) { [self] result in
             switch result {
             case .success(let addresses):
                 finish(Resolution(serverName: serverName, step: step,
@@ -280,18 +288,19 @@ final class Run: Sendable {
     }
 
     /// AAAA/A of `host` with the IP policy applied. As Synapse does against DNS rebinding, a name
-    /// with any denied address is refused as a whole. SRV targets must not be CNAMEs (RFC 2782).
-    func lookupAddresses(_ host: String, refuseCNAME: Bool,
+    /// with any denied address is refused as a whole. An SRV target that is a CNAME is followed, as
+    /// Synapse and Go's resolver do (element-hq/synapse#19201): RFC 2782 and the spec forbid it, but
+    /// refusing it would cut off servers that federate with everyone else; it is a warning.
+    func lookupAddresses(_ host: String, isSRVTarget: Bool,
                          completion: @escaping @Sendable (Result<[ResolvedAddress], ResolutionFailure>) -> Void) {
         backend.queryAddresses(host) { [self] result in
             switch result {
             case .success(let set):
                 note("AAAA/A \(host): \(set.all.map { "\($0.address) ttl=\($0.ttl)" }.joined(separator: " "))"
                      + (set.cnameChain.isEmpty ? "" : " via CNAME \(set.cnameChain.joined(separator: " -> "))"))
-                if refuseCNAME, !set.cnameChain.isEmpty {
-                    completion(.failure(ResolutionFailure(code: .srvTargetIsCNAME,
-                        message: "SRV target \(host) is a CNAME (to \(set.cnameChain.last ?? "?")), which RFC 2782 forbids")))
-                    return
+                if isSRVTarget, !set.cnameChain.isEmpty {
+                    warn(.srvTargetIsCNAME, "SRV target \(host) is a CNAME (to \(set.cnameChain.last ?? "?")), which RFC 2782 "
+                         + "forbids; followed, as Synapse does")
                 }
                 for a in set.all {
                     if let range = settings.ipPolicy.denyingRange(a.address) {

@@ -28,7 +28,7 @@ struct WellKnownFetch: Sendable {
             completion(failed("wellknown_too_many_redirects", "more than \(settings.wellKnownMaxRedirects) redirects", temporary: false))
             return
         }
-        run.lookupAddresses(url.host, refuseCNAME: false) { result in
+        run.lookupAddresses(url.host, isSRVTarget: false) { result in
             if run.isFinished { return }
             let addresses: [ResolvedAddress]
             switch result {

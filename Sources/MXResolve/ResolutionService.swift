@@ -177,6 +177,7 @@ public final class ResolutionService: Sendable {
         case .success(let r): trace = r.trace
         case .failure(let f): trace = f.trace
         }
+        if case .success(let r) = result { r.warnings.forEach(stats.count(warning:)) }
         var reply: Reply
         if case .failure(let f) = result, !CacheRules.isCached(f) {
             reply = Reply(serverName: name, answer: nil, failure: f, source: .network, expiresIn: 0, trace: trace)

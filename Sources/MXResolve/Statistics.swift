@@ -14,6 +14,7 @@ public final class Statistics: Sendable {
     public let protocolErrors = Atomic<Int>(0)
     let byStep = Mutex<[String: Int]>([:])
     let byFailure = Mutex<[String: Int]>([:])
+    let byWarning = Mutex<[String: Int]>([:])
     public let hitLatency = LatencyHistogram()
     public let missLatency = LatencyHistogram()
     public let started = wallClockSeconds()
@@ -22,6 +23,7 @@ public final class Statistics: Sendable {
 
     func count(step: ResolutionStep) { byStep.withLock { $0["step_\(step.rawValue.replacingOccurrences(of: ".", with: "_"))", default: 0] += 1 } }
     func count(failure: FailureCode) { byFailure.withLock { $0["failure_\(failure.rawValue)", default: 0] += 1 } }
+    func count(warning: ResolutionWarning) { byWarning.withLock { $0["warning_\(warning.rawValue)", default: 0] += 1 } }
 
     public func reset() {
         requests.store(0, ordering: .relaxed)
@@ -33,6 +35,7 @@ public final class Statistics: Sendable {
         protocolErrors.store(0, ordering: .relaxed)
         byStep.withLock { $0 = [:] }
         byFailure.withLock { $0 = [:] }
+        byWarning.withLock { $0 = [:] }
         hitLatency.reset()
         missLatency.reset()
     }
@@ -52,6 +55,7 @@ public final class Statistics: Sendable {
         }
         out += byStep.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         out += byFailure.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        out += byWarning.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         return out + extra
     }
 }

@@ -172,8 +172,19 @@ final class ResolverTests: XCTestCase {
 
         w.srv["_matrix-fed._tcp.testserv"] = .success([SRVRecord(priority: 0, weight: 0, port: 8443, target: "alias", ttl: 60)])
         w.addresses["alias"] = .success(AddressSet(ipv6: [], ipv4: [ResolvedAddress(address: IPAddress("1.2.3.4")!, ttl: 1)], cnameChain: ["alias", "real"]))
-        guard case .failure(let f2) = resolve("testserv", w).0 else { return XCTFail() }
-        XCTAssertEqual(f2.code, .srvTargetIsCNAME)
+        let (r, _) = resolve("testserv", w)
+        assertAnswer(r, step: .matrixFedSRV, targets: ["alias:8443=1.2.3.4"], host: "testserv", tls: "testserv", sni: "testserv")
+        guard case .success(let a) = r else { return }
+        XCTAssertEqual(a.warnings, [.srvTargetIsCNAME])
+        XCTAssertTrue(a.trace.contains { $0.hasPrefix("warning: SRV target alias is a CNAME") }, "\(a.trace)")
+    }
+
+    func testAddressesInterleaveByFamily() {
+        func addrs(_ s: [String]) -> [ResolvedAddress] { s.map { ResolvedAddress(address: IPAddress($0)!, ttl: 60) } }
+        let set = AddressSet(ipv6: addrs(["2001:db8::1", "2001:db8::2", "2001:db8::3"]), ipv4: addrs(["192.0.2.1"]))
+        XCTAssertEqual(set.all.map(\.address.description), ["2001:db8::1", "192.0.2.1", "2001:db8::2", "2001:db8::3"])
+        let v4first = AddressSet(ipv6: [], ipv4: addrs(["192.0.2.1", "192.0.2.2"]))
+        XCTAssertEqual(v4first.all.map(\.address.description), ["192.0.2.1", "192.0.2.2"])
     }
 
     func testKnownWellKnownFailureGoesStraightToStep4() {

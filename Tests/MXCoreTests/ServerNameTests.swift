@@ -93,6 +93,15 @@ final class SRVOrderTests: XCTestCase {
         }
         XCTAssertTrue((8_700...9_300).contains(heavyFirst), "heavy first \(heavyFirst) of 10000")
     }
+
+    /// RFC 2782: records that all have weight 0 are equally likely; each order spreads workers over them.
+    func testAllZeroWeightsAreShuffledUniformly() {
+        let records = ["a", "b", "c"].map { SRVRecord(priority: 0, weight: 0, port: 1, target: $0, ttl: 1) }
+        var rng = SplitMix(seed: 7)
+        var first: [String: Int] = [:]
+        for _ in 0..<9_000 { first[SRVOrder.order(records, randomBelow: { rng.next() % $0 }).first!.target, default: 0] += 1 }
+        for t in ["a", "b", "c"] { XCTAssertTrue((2_700...3_300).contains(first[t] ?? 0), "\(t) first \(first[t] ?? 0) of 9000") }
+    }
 }
 
 struct SplitMix {
