@@ -160,11 +160,14 @@ def checks(tool, w, d):
 
 def watch_test(tool, block, scen):
     d = tempfile.mkdtemp(prefix="testworld-check-watch-")
-    sleeper = subprocess.Popen(["sleep", "0.5"])
+    # The watched process outlives the bring-up (which takes longer on a loaded machine) and is ended
+    # only once the world is up, so the check is of the teardown, not of a race with start-up.
+    sleeper = subprocess.Popen(["sleep", "60"])
     rc, out, err = sh([tool, "up", "--dir", d, "--ip-block", block, "--watch-pid", str(sleeper.pid), scen])
     ok(rc == 0, "up --watch-pid", err)
+    sleeper.kill()
     sleeper.wait()
-    end = time.time() + 3
+    end = time.time() + 10
     while time.time() < end:
         left = [ln for ln in sh(["ps", "-eo", "pid,args"])[1].splitlines() if d in ln]
         if not left:
