@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "mxresolved", targets: ["mxresolved"]),
         .executable(name: "mxresolvectl", targets: ["mxresolvectl"]),
         .library(name: "MXResolve", targets: ["MXResolve"]),
+        .library(name: "MXProtocol", targets: ["MXProtocol"]),
     ],
     dependencies: [
         // swift-log: the daemon's one logging API (stderr lines for journald).
@@ -38,10 +39,14 @@ let package = Package(
         // fetches on all), trust store, LMDB store, the Dispatch scheduler and the thread helper.
         .target(name: "MXAdapters", dependencies: ["MXCore", "CCurl", "CAres", "CLMDB", "CLinux", "COpenSSL"]),
 
+        // The socket protocol (proto/PROTOCOL.md): verbs, error codes, request and response lines,
+        // the socket path order and the blocking control client. No Foundation, no core.
+        .target(name: "MXProtocol"),
+
         // The resolving service: cache + single-flight + refresh over the adapters, the socket
         // protocol and server, configuration and statistics.
         .target(name: "MXResolve", dependencies: [
-            "MXCore", "MXAdapters", "CLinux",
+            "MXCore", "MXAdapters", "MXProtocol", "CLinux",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -50,15 +55,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "mxresolvectl", dependencies: [
-            "MXResolve",
+            "MXProtocol", "MXCore", "MXAdapters", "MXResolve",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "MXCoreTests", dependencies: ["MXCore"]),
         // What the test targets share: the loopback test world, a daemon process, running commands.
-        .target(name: "MXTestSupport", dependencies: ["MXCore", "MXAdapters", "MXResolve"], path: "Tests/MXTestSupport"),
+        .target(name: "MXTestSupport", dependencies: ["MXCore", "MXAdapters", "MXProtocol", "MXResolve"], path: "Tests/MXTestSupport"),
         .testTarget(name: "MXAdaptersTests", dependencies: ["MXCore", "MXAdapters", "CLMDB", "MXTestSupport"]),
-        .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXResolve", "MXTestSupport"]),
+        .testTarget(name: "MXProtocolTests", dependencies: ["MXProtocol"]),
+        .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXProtocol", "MXResolve", "MXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,6 +6,7 @@ import Synchronization
 import Logging
 import MXCore
 import MXAdapters
+import MXProtocol
 import CLinux
 
 /// Wires the daemon together: LMDB store, network backend, resolver, cache service, socket server,

@@ -1,8 +1,9 @@
 import MXCore
+import MXProtocol
 
 /// Renders answers and cache entries as protocol lines (text and JSON).
 enum Render {
-    static func resolveReply(_ reply: ResolutionService.Reply, request: Wire.Request, trace: Bool) -> [UInt8] {
+    static func resolveReply(_ reply: ResolutionService.Reply, request: Request, trace: Bool) -> [UInt8] {
         let id = request.id
         let traceLines = trace ? reply.trace : []
         if request.json {
@@ -21,7 +22,7 @@ enum Render {
             return Array((o.text + "\n").utf8)
         }
         if let a = reply.answer {
-            var b = Wire.LineBuilder("ok", id: id)
+            var b = ResponseLine.Builder("ok", id: id)
             b.field("name", reply.serverName)
             b.field("step", a.step.rawValue)
             b.field("source", reply.source.rawValue)
@@ -31,7 +32,7 @@ enum Render {
             return b.line()
         }
         let f = reply.failure ?? ResolutionFailure(code: .dnsError, message: "no answer")
-        var b = Wire.LineBuilder("err", id: id)
+        var b = ResponseLine.Builder("err", id: id)
         b.field("name", reply.serverName)
         b.field("code", f.code.rawValue)
         b.field("msg", f.message)
@@ -47,12 +48,12 @@ enum Render {
         let fromSRV = a.targets.allSatisfy { $0.srvPriority != nil && $0.srvWeight != nil }
         let sharesAPriority = Set(a.targets.map(\.priority)).count < a.targets.count
         if fromSRV && sharesAPriority { return nil }
-        var b = Wire.LineBuilder("", id: nil)
+        var b = ResponseLine.Builder("", id: nil)
         answerFields(a, into: &b)
         return b.bytes
     }
 
-    static func answerFields(_ a: Resolution, into b: inout Wire.LineBuilder) {
+    static func answerFields(_ a: Resolution, into b: inout ResponseLine.Builder) {
         b.field("host", a.hostHeader)
         b.field("tls_name", a.tlsServerName)
         b.field("sni", a.sni ?? "")
@@ -93,7 +94,7 @@ enum Render {
     }
 
     static func entryLine(_ e: CacheEntry, id: String?, now: Double) -> [UInt8] {
-        var b = Wire.LineBuilder("entry", id: id)
+        var b = ResponseLine.Builder("entry", id: id)
         b.field("name", e.serverName)
         let ttl = max(0, Int(e.expiresAt - now))
         if let a = e.answer {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import MXCore
 import Synchronization
+import MXProtocol
 
 /// The verbs of proto/PROTOCOL.md over a ResolutionService.
 public final class RequestHandler: RequestHandling {
@@ -13,6 +14,7 @@ public final class RequestHandler: RequestHandling {
     let adminGroup: UInt32?
     let ownUID = getuid()
     public let shuttingDown = Atomic<Bool>(false)
+    let reresolveLimit = ReresolveLimit()
 
     /// Upstream counters (DNS queries and well-known fetches by outcome) and their reset.
     let upstream: @Sendable () -> [(String, Int)]
@@ -28,87 +30,66 @@ public final class RequestHandler: RequestHandling {
         self.adminGroup = adminGroup
     }
 
-    static let stateChanging: Set<String> = ["flush-caches", "revalidate", "reset-statistics"]
-
-    public func handle(line: ArraySlice<UInt8>, peer: PeerCredentials,
-                       respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
-        stats.requests.wrappingAdd(1, ordering: .relaxed)
-        let request: Wire.Request
-        switch Wire.parse(line) {
-        case .success(let r): request = r
-        case .failure(let e):
-            stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
-            respond(Wire.errorLine(code: e.code, message: e.message, id: e.id), e.id == nil)
-            return
-        }
+    public func handle(_ request: Request, peer: PeerCredentials, respond: @escaping @Sendable ([UInt8]) -> Void) {
         let id = request.id
-        let ordered = id == nil
-        func error(_ code: String, _ message: String) {
-            respond(request.json ? Wire.jsonErrorLine(code: code, message: message, id: id)
-                                 : Wire.errorLine(code: code, message: message, id: id), ordered)
+        func error(_ code: ErrorCode, _ message: String) {
+            respond(ResponseLine.error(code, message, id: id, json: request.json))
         }
         if shuttingDown.load(ordering: .relaxed) {
-            error("shutting_down", "mxresolved is stopping; reconnect and retry")
+            error(.shuttingDown, "mxresolved is stopping; reconnect and retry")
             return
         }
-        if Self.stateChanging.contains(request.verb) && !mayChangeState(peer) {
-            error("forbidden", "\(request.verb) changes daemon state; peer uid \(peer.uid) is neither root, uid \(ownUID), nor in the admin group")
+        if request.verb.adminOnly && !mayChangeState(peer) {
+            error(.forbidden, "\(request.verb.rawValue) is for admins; peer uid \(peer.uid) is neither root, uid \(ownUID), nor in the admin group")
             return
         }
         switch request.verb {
-        case "hello":
+        case .hello:
             let offered = request.arguments[0].split(separator: ",").map { Int($0) }
             if offered.contains(where: { $0 == nil }) || offered.isEmpty {
-                error("bad_request", "hello takes a comma-separated list of protocol versions")
+                error(.badRequest, "hello takes a comma-separated list of protocol versions")
             } else if offered.contains(Wire.protocolVersion) {
-                var b = Wire.LineBuilder("ok", id: id)
+                var b = ResponseLine.Builder("ok", id: id)
                 b.field("proto", Wire.protocolVersion)
                 b.field("server", "mxresolved/\(Wire.serverVersion)")
                 b.field("max_line", Wire.maxLineBytes)
                 b.field("max_inflight", Wire.maxInFlight)
-                respond(b.line(), ordered)
+                respond(b.line())
             } else {
-                var b = Wire.LineBuilder("err", id: id)
-                b.field("code", "unsupported_version")
+                var b = ResponseLine.Builder("err", id: id)
+                b.field("code", ErrorCode.unsupportedVersion.rawValue)
                 b.field("msg", "this daemon speaks protocol version \(Wire.protocolVersion)")
                 b.field("supported", "\(Wire.protocolVersion)")
-                respond(b.line(), ordered)
+                respond(b.line())
             }
-        case "ping":
-            var b = Wire.LineBuilder("ok", id: id)
+        case .ping:
+            var b = ResponseLine.Builder("ok", id: id)
             b.field("pong", 1)
-            respond(b.line(), ordered)
-        case "version":
-            var b = Wire.LineBuilder("ok", id: id)
+            respond(b.line())
+        case .version:
+            var b = ResponseLine.Builder("ok", id: id)
             b.field("version", Wire.serverVersion)
             b.field("proto", Wire.protocolVersion)
-            respond(b.line(), ordered)
-        case "resolve":
+            respond(b.line())
+        case .resolve:
             resolve(request, respond: respond)
-        case "show-cache":
+        case .showCache:
             showCache(request, respond: respond)
-        case "flush-caches":
+        case .flushCaches:
             let scope: ResolutionService.FlushScope = request.arguments.isEmpty ? .all : .names(request.arguments)
-            let n = service.flush(scope, failuresOnly: request.flag("failures"))
-            var b = Wire.LineBuilder("ok", id: id)
+            let n = service.flush(scope, failuresOnly: request.flag(.failures))
+            var b = ResponseLine.Builder("ok", id: id)
             b.field("flushed", n)
-            respond(b.line(), ordered)
-        case "revalidate":
-            for name in request.arguments {
-                if case .failure(let e) = Result(catching: { try ServerName(parsing: name) }) {
-                    var b = Wire.LineBuilder("err", id: id)
-                    b.field("name", name)
-                    b.field("code", FailureCode.invalidServerName.rawValue)
-                    b.field("msg", "\(e)")
-                    respond(b.line(), ordered)
-                    return
-                }
-            }
+            respond(b.line())
+        case .revalidate:
+            if let refusal = invalidName(in: request) { return respond(refusal) }
             for name in request.arguments { service.revalidate(name) }
-            var b = Wire.LineBuilder("ok", id: id)
+            var b = ResponseLine.Builder("ok", id: id)
             b.field("queued", request.arguments.count)
-            respond(b.line(), ordered)
-        case "statistics":
+            respond(b.line())
+        case .reresolve:
+            reresolve(request, respond: respond)
+        case .statistics:
             let fields = stats.snapshot(extra: storeFields())
             if request.json {
                 var inner = JSONObject()
@@ -117,19 +98,51 @@ public final class RequestHandler: RequestHandling {
                 o.bool("ok", true)
                 if let id { o.string("id", id) }
                 o.raw("statistics", inner.text)
-                respond(Array((o.text + "\n").utf8), ordered)
+                respond(Array((o.text + "\n").utf8))
             } else {
-                var b = Wire.LineBuilder("ok", id: id)
+                var b = ResponseLine.Builder("ok", id: id)
                 for (k, v) in fields { b.field(k, v) }
-                respond(b.line(), ordered)
+                respond(b.line())
             }
-        case "reset-statistics":
+        case .resetStatistics:
             stats.reset()
             resetUpstream()
-            respond(Wire.LineBuilder("ok", id: id).line(), ordered)
-        default:
-            error("unknown_verb", "unknown verb")
+            respond(ResponseLine.Builder("ok", id: id).line())
         }
+    }
+
+    /// `err name=NAME code=invalid_server_name` for the first argument that is not a server name.
+    func invalidName(in request: Request) -> [UInt8]? {
+        for name in request.arguments {
+            if case .failure(let e) = Result(catching: { try ServerName(parsing: name) }) {
+                var b = ResponseLine.Builder("err", id: request.id)
+                b.field("name", name)
+                b.field("code", FailureCode.invalidServerName.rawValue)
+                b.field("msg", "\(e)")
+                return b.line()
+            }
+        }
+        return nil
+    }
+
+    /// Every target of the name's answer failed to connect: start a fresh resolution in the
+    /// background (at most once a minute per name); the answer does not wait for it.
+    func reresolve(_ request: Request, respond: @escaping @Sendable ([UInt8]) -> Void) {
+        if let refusal = invalidName(in: request) { return respond(refusal) }
+        let name = request.arguments[0]
+        var b = ResponseLine.Builder("ok", id: request.id)
+        b.field("name", name)
+        switch reresolveLimit.admit(name, now: wallClockSeconds()) {
+        case .start:
+            stats.reresolveStarted.wrappingAdd(1, ordering: .relaxed)
+            service.revalidate(name)
+            b.field("started", "yes")
+        case .limited(let retryAfter):
+            stats.reresolveLimited.wrappingAdd(1, ordering: .relaxed)
+            b.field("started", "no")
+            b.field("retry_after", retryAfter)
+        }
+        respond(b.line())
     }
 
     func storeFields() -> [(String, Int)] {
@@ -148,16 +161,16 @@ public final class RequestHandler: RequestHandling {
 
     // MARK: resolve
 
-    func resolve(_ request: Wire.Request, respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
+    func resolve(_ request: Request, respond: @escaping @Sendable ([UInt8]) -> Void) {
         let name = request.arguments[0]
         let started = wallClockSeconds()
-        let useCache = request.options["cache"] != "no"
-        let wantTrace = request.flag("trace")
+        let useCache = request.options[.cache] != "no"
+        let wantTrace = request.flag(.trace)
         // The hot path: a fresh cached answer is rendered and written on this thread.
         if useCache && !wantTrace, let reply = service.cachedReply(for: name) {
             stats.hits.wrappingAdd(1, ordering: .relaxed)
             if reply.source == .stale { stats.stale.wrappingAdd(1, ordering: .relaxed) }
-            respond(Render.resolveReply(reply, request: request, trace: false), request.id == nil)
+            respond(Render.resolveReply(reply, request: request, trace: false))
             stats.hitLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
             return
         }
@@ -165,7 +178,7 @@ public final class RequestHandler: RequestHandling {
         let stats = self.stats
         let completion: ResolutionService.Completion = { reply in
             if reply.failure != nil { stats.errors.wrappingAdd(1, ordering: .relaxed) }
-            respond(Render.resolveReply(reply, request: request, trace: wantTrace), request.id == nil)
+            respond(Render.resolveReply(reply, request: request, trace: wantTrace))
             stats.missLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
         }
         if useCache {
@@ -175,25 +188,25 @@ public final class RequestHandler: RequestHandling {
         }
     }
 
-    func showCache(_ request: Wire.Request, respond: @escaping @Sendable ([UInt8], Bool) -> Void) {
+    func showCache(_ request: Request, respond: @escaping @Sendable ([UInt8]) -> Void) {
         let now = wallClockSeconds()
         var entries = request.arguments.first.map { service.storedEntry($0).map { [$0] } ?? [] } ?? service.allEntries()
-        if !request.flag("failures") { entries = entries.filter { !$0.isFailure } }
+        if !request.flag(.failures) { entries = entries.filter { !$0.isFailure } }
         if request.json {
             var o = JSONObject()
             o.bool("ok", true)
             if let id = request.id { o.string("id", id) }
             o.raw("entries", JSONObject.array(entries.map { Render.entryJSON($0, now: now) }))
             o.int("count", entries.count)
-            respond(Array((o.text + "\n").utf8), request.id == nil)
+            respond(Array((o.text + "\n").utf8))
             return
         }
         var out: [UInt8] = []
         for e in entries { out += Render.entryLine(e, id: request.id, now: now) }
-        var b = Wire.LineBuilder("ok", id: request.id)
+        var b = ResponseLine.Builder("ok", id: request.id)
         b.field("count", entries.count)
         out += b.line()
-        respond(out, request.id == nil)
+        respond(out)
     }
 }
 

@@ -12,6 +12,8 @@ public final class Statistics: Sendable {
     public let errors = Atomic<Int>(0)
     public let connections = Atomic<Int>(0)
     public let protocolErrors = Atomic<Int>(0)
+    public let reresolveStarted = Atomic<Int>(0)
+    public let reresolveLimited = Atomic<Int>(0)
     let byStep = Mutex<[String: Int]>([:])
     let byFailure = Mutex<[String: Int]>([:])
     let byWarning = Mutex<[String: Int]>([:])
@@ -33,6 +35,8 @@ public final class Statistics: Sendable {
         coalesced.store(0, ordering: .relaxed)
         errors.store(0, ordering: .relaxed)
         protocolErrors.store(0, ordering: .relaxed)
+        reresolveStarted.store(0, ordering: .relaxed)
+        reresolveLimited.store(0, ordering: .relaxed)
         byStep.withLock { $0 = [:] }
         byFailure.withLock { $0 = [:] }
         byWarning.withLock { $0 = [:] }
@@ -48,6 +52,8 @@ public final class Statistics: Sendable {
             ("coalesced", coalesced.load(ordering: .relaxed)), ("inflight", inflight.load(ordering: .relaxed)),
             ("errors", errors.load(ordering: .relaxed)), ("protocol_errors", protocolErrors.load(ordering: .relaxed)),
             ("connections", connections.load(ordering: .relaxed)),
+            ("reresolve_started", reresolveStarted.load(ordering: .relaxed)),
+            ("reresolve_limited", reresolveLimited.load(ordering: .relaxed)),
             ("uptime", Int(wallClockSeconds() - started)),
         ]
         for (name, h) in [("hit", hitLatency), ("miss", missLatency)] {

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
 import MXCore
-import MXResolve
+import MXProtocol
 import MXAdapters
+import MXResolve
 
 /// Exit codes (documented in --help): 0 resolved, 1 resolution failed, 2 usage error, 3 daemon not running.
 enum Exit {
@@ -12,19 +13,61 @@ enum Exit {
 }
 
 struct SocketOption: ParsableArguments {
-    @Option(help: "Daemon socket (default: $MXRESOLVED_SOCKET, else ./.mxresolved/mxresolved.sock).")
-    var socket: String = ProcessInfo.processInfo.environment["MXRESOLVED_SOCKET"] ?? "./.mxresolved/mxresolved.sock"
+    @Option(help: "Daemon socket (default: $MXRESOLVED_SOCKET, else /run/mxresolved/socket when it exists, else ./.mxresolved/mxresolved.sock).")
+    var socket: String?
 
-    func connect() throws -> ControlClient {
+    var path: String { SocketPath.resolve(explicit: socket) }
+
+    func connect() throws -> Session {
         do {
-            return try ControlClient(path: socket)
+            return try Session(path: path)
         } catch {
             FileHandle.standardError.write(Data("""
             mxresolvectl: mxresolved is not running: \(error)
-            Start it with: swift run mxresolved --socket \(socket)   (or ./scripts/run)
+            Start it with: swift run mxresolved --socket \(path)   (or ./scripts/run)
 
             """.utf8))
             throw Exit.notRunning
+        }
+    }
+}
+
+/// A connection to the daemon that reconnects once when the daemon closed it (PROTOCOL.md §8):
+/// a closed connection is not a daemon that is not running.
+final class Session {
+    let path: String
+    private var client: ControlClient
+
+    init(path: String) throws {
+        self.path = path
+        client = try ControlClient(path: path)
+    }
+
+    /// Sends a request and returns its response lines; reports failures and exits.
+    func send(_ request: Request) throws -> [String] {
+        do {
+            return try sendOnce(request)
+        } catch ControlClient.Failure.closed {
+            do { client = try ControlClient(path: path) } catch {
+                FileHandle.standardError.write(Data("mxresolvectl: mxresolved closed the connection and is no longer running: \(error)\n".utf8))
+                throw Exit.notRunning
+            }
+            do { return try sendOnce(request) } catch ControlClient.Failure.closed {
+                FileHandle.standardError.write(Data("mxresolvectl: mxresolved closed the connection twice without answering \(request.verb.rawValue)\n".utf8))
+                throw Exit.failed
+            }
+        }
+    }
+
+    private func sendOnce(_ request: Request) throws -> [String] {
+        do { return try client.request(request) } catch ControlClient.Failure.closed {
+            throw ControlClient.Failure.closed
+        } catch ControlClient.Failure.lineTooLong(let e) {
+            FileHandle.standardError.write(Data("mxresolvectl: not sent: \(e)\n".utf8))
+            throw Exit.usage
+        } catch {
+            FileHandle.standardError.write(Data("mxresolvectl: \(error)\n".utf8))
+            throw Exit.failed
         }
     }
 }
@@ -52,10 +95,11 @@ struct MXResolveCtl: ParsableCommand {
     }
 }
 
-func send(_ client: ControlClient, _ line: String) throws -> [String] {
-    do { return try client.request(line) } catch {
-        FileHandle.standardError.write(Data("mxresolvectl: \(error)\n".utf8))
-        throw Exit.notRunning
+/// One request per line's worth of names; a name too long for any line is a usage error.
+func batches(_ verb: Verb, _ names: [String], options: [RequestOption: String] = [:]) throws -> [Request] {
+    do { return try Request.batches(verb, names: names, options: options) } catch {
+        FileHandle.standardError.write(Data("mxresolvectl: not sent: \(error)\n".utf8))
+        throw Exit.usage
     }
 }
 
@@ -79,18 +123,25 @@ struct Query: ParsableCommand {
     func validate() throws {
         guard !names.isEmpty else { throw ValidationError("give at least one server name") }
         guard ["yes", "no"].contains(legend), ["yes", "no"].contains(cache) else { throw ValidationError("--legend and --cache take yes or no") }
+        for name in names {
+            do { _ = try request(name).line() } catch { throw ValidationError("\(name.prefix(40))...: \(error)") }
+        }
+    }
+
+    func request(_ name: String) -> Request {
+        var options: [RequestOption: String] = [:]
+        if cache == "no" { options[.cache] = "no" }
+        if trace { options[.trace] = "yes" }
+        if json { options[.format] = "json" }
+        return Request(.resolve, [name], options: options)
     }
 
     func run() throws {
-        let client = try socket.connect()
+        let session = try socket.connect()
         var failed = false
         for name in names {
-            var line = "resolve \(Wire.escape(name))"
-            if cache == "no" { line += " cache=no" }
-            if trace { line += " trace=yes" }
-            if json { line += " format=json" }
             let started = Date()
-            let response = try send(client, line)[0]
+            let response = try session.send(request(name))[0]
             let elapsed = Date().timeIntervalSince(started)
             if json {
                 print(response)
@@ -135,15 +186,14 @@ struct ShowCache: ParsableCommand {
     @Option(help: "State directory holding cache/ (for reading LMDB when the daemon is down).") var stateDir: String = "./.mxresolved"
 
     func run() throws {
-        var line = "show-cache"
-        if let name { line += " \(Wire.escape(name))" }
-        if failures { line += " failures=yes" }
-        if json { line += " format=json" }
-        guard let client = try? ControlClient(path: socket.socket) else {
+        var request = Request(.showCache, name.map { [$0] } ?? [])
+        if failures { request.options[.failures] = "yes" }
+        if json { request.options[.format] = "json" }
+        guard let session = try? Session(path: socket.path) else {
             try showFromLMDB()
             return
         }
-        let lines = try send(client, line)
+        let lines = try session.send(request)
         if json { lines.forEach { print($0) }; return }
         try check(lines.last ?? "")
         for l in lines.dropLast() { print(describeEntry(ResponseLine(l))) }
@@ -169,7 +219,7 @@ struct ShowCache: ParsableCommand {
         do {
             store = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)
         } catch {
-            FileHandle.standardError.write(Data("mxresolvectl: daemon not running at \(socket.socket) and no readable cache in \(dir): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("mxresolvectl: daemon not running at \(socket.path) and no readable cache in \(dir): \(error)\n".utf8))
             throw Exit.notRunning
         }
         let now = Date().timeIntervalSince1970
@@ -197,13 +247,14 @@ struct FlushCaches: ParsableCommand {
     @Argument(help: "Server names (default: all).") var names: [String] = []
     @Flag(help: "Also remove cached failures (with no names: only failures are kept out).") var failures = false
     func run() throws {
-        let client = try socket.connect()
-        var line = "flush-caches"
-        for n in names { line += " \(Wire.escape(n))" }
-        if failures { line += " failures=yes" }
-        let r = try send(client, line)[0]
-        try check(r)
-        print("flushed \(ResponseLine(r)["flushed"] ?? "0") entries")
+        let session = try socket.connect()
+        var flushed = 0
+        for request in try batches(.flushCaches, names, options: failures ? [.failures: "yes"] : [:]) {
+            let r = try session.send(request)[0]
+            try check(r)
+            flushed += Int(ResponseLine(r)["flushed"] ?? "") ?? 0
+        }
+        print("flushed \(flushed) entries")
     }
 }
 
@@ -212,10 +263,14 @@ struct Revalidate: ParsableCommand {
     @OptionGroup var socket: SocketOption
     @Argument(help: "Server names.") var names: [String]
     func run() throws {
-        let client = try socket.connect()
-        let r = try send(client, "revalidate " + names.map { Wire.escape($0) }.joined(separator: " "))[0]
-        try check(r)
-        print("queued \(ResponseLine(r)["queued"] ?? "0") names")
+        let session = try socket.connect()
+        var queued = 0
+        for request in try batches(.revalidate, names) {
+            let r = try session.send(request)[0]
+            try check(r)
+            queued += Int(ResponseLine(r)["queued"] ?? "") ?? 0
+        }
+        print("queued \(queued) names")
     }
 }
 
@@ -224,8 +279,7 @@ struct Statistics: ParsableCommand {
     @OptionGroup var socket: SocketOption
     @Flag(help: "Print JSON.") var json = false
     func run() throws {
-        let client = try socket.connect()
-        let r = try send(client, json ? "statistics format=json" : "statistics")[0]
+        let r = try socket.connect().send(Request(.statistics, options: json ? [.format: "json"] : [:]))[0]
         if json { print(r); return }
         try check(r)
         for f in ResponseLine(r).fields { print("\(f.key)=\(f.value)") }
@@ -236,8 +290,7 @@ struct ResetStatistics: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Zero the counters.")
     @OptionGroup var socket: SocketOption
     func run() throws {
-        let client = try socket.connect()
-        let r = try send(client, "reset-statistics")[0]
+        let r = try socket.connect().send(Request(.resetStatistics))[0]
         try check(r)
         print("ok")
     }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MXTestSupport
 import MXResolve
+import MXProtocol
 
 /// mxresolvectl against the real daemon: output, JSON, every exit code.
 final class CtlTests: XCTestCase {

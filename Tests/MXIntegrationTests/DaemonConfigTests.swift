@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MXTestSupport
 @testable import MXResolve
+import MXProtocol
 
 final class DaemonConfigTests: XCTestCase {
     func testConfigFileKeysAndErrorsNameTheKeyAndReason() throws {
@@ -143,24 +144,5 @@ final class DaemonConfigTests: XCTestCase {
         let c = try XCTUnwrap(client)
         XCTAssertEqual(ResponseLine(try c.request("resolve wk-port.test").last!)["step"], "3.2")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/unused.sock"), "no socket of its own was bound")
-    }
-}
-
-final class WireParseTests: XCTestCase {
-    /// The plain-resolve fast path must agree with the general parser on every line it accepts.
-    func testFastPathAgreesWithTheGeneralParser() {
-        let lines = ["resolve matrix.org", "resolve matrix.org id=a-1", "resolve [::1]:8448 id=x", "resolve 1.2.3.4\r",
-                     "resolve a b", "resolve a=b", "resolve ex%41mple.org", "resolve name id=bad!", "resolve name  id=x",
-                     "resolve name cache=no", "resolve", "resolve ", "resolve exämple.org"]
-        for line in lines {
-            var bytes = Array(line.utf8)[...]
-            if bytes.last == 0x0D { bytes = bytes.dropLast() }
-            let general = Wire.parse(Array(line.utf8)[...])
-            if let fast = Wire.parsePlainResolve(bytes) {
-                XCTAssertEqual(general, .success(fast), line)
-            }
-        }
-        XCTAssertNotNil(Wire.parsePlainResolve(Array("resolve matrix.org id=a-1".utf8)[...]))
-        XCTAssertNil(Wire.parsePlainResolve(Array("resolve a b".utf8)[...]))
     }
 }

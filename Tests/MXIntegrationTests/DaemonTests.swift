@@ -4,6 +4,7 @@ import MXTestSupport
 import Synchronization
 import MXCore
 import MXResolve
+import MXProtocol
 
 /// End-to-end: the real daemon process, the real test world, driven through the socket.
 final class DaemonTests: XCTestCase {
@@ -295,6 +296,111 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try daemon.ask("ping")["pong"], "1")
         print("abuse: worst hit latency \(worst * 1000) ms with 1000 idle connections and hostile peers")
         idle.removeAll()
+    }
+
+    // MARK: Bounded work per connection (PROTOCOL.md §1, §2)
+
+    /// Reads `count` lines from `client`.
+    func readLines(_ client: ControlClient, _ count: Int) throws -> [ResponseLine] {
+        try (0..<count).map { _ in ResponseLine(try client.readLine()) }
+    }
+
+    func testInFlightLimitAnswersTooManyInFlightInOrderAndKeepsTheConnection() throws {
+        let client = try daemon.client()
+        // 300 ids in flight at once: one slow resolution (coalesced) holds them all.
+        try client.sendBytes(Array((0..<300).map { "resolve wk-slow.test cache=no id=s\($0)\n" }.joined().utf8))
+        let first = try readLines(client, 300)
+        let refused = first.filter { $0["code"] == "too_many_in_flight" }
+        XCTAssertEqual(refused.compactMap { $0["id"] }, (256..<300).map { "s\($0)" }, "the 257th and later are refused, with their ids")
+        XCTAssertEqual(first.filter { $0["name"] == "wk-slow.test" }.count, 256, "the first 256 are executed")
+        XCTAssertEqual(first.prefix(44).map(\.status), Array(repeating: "err", count: 44), "refusals do not wait for the slow answer")
+
+        // Id-less: refused ones keep their FIFO place behind the slow answer.
+        try client.sendBytes(Array(("resolve wk-slow.test cache=no\n" + String(repeating: "ping\n", count: 300)).utf8))
+        let second = try readLines(client, 301)
+        XCTAssertEqual(second[0]["name"], "wk-slow.test")
+        XCTAssertEqual(second[1...255].map { $0["pong"] }, Array(repeating: "1", count: 255))
+        XCTAssertEqual(second[256...].map { $0["code"] }, Array(repeating: "too_many_in_flight", count: 45))
+        XCTAssertEqual(ResponseLine(try client.request("ping").last!)["pong"], "1", "the connection stays open")
+    }
+
+    func testOverLongLineWhileARequestIsPendingAnswersItThenRefusesThenCloses() throws {
+        for id in [nil, "p1"] {
+            let client = try daemon.client()
+            try client.sendBytes(Array("resolve wk-slow.test cache=no\(id.map { " id=\($0)" } ?? "")\n".utf8))
+            try client.sendBytes([UInt8](repeating: 0x61, count: Wire.maxLineBytes + 1))
+            let answer = ResponseLine(try client.readLine())
+            XCTAssertEqual(answer["name"], "wk-slow.test", "the pending request is answered first")
+            XCTAssertEqual(answer["id"], id)
+            XCTAssertEqual(ResponseLine(try client.readLine())["code"], "line_too_long")
+            XCTAssertThrowsError(try client.readLine(), "closed after line_too_long") { error in
+                guard case ControlClient.Failure.closed = error else { return XCTFail("not closed: \(error)") }
+            }
+        }
+        // The 4097th byte is answered at once when nothing is pending; a 4096-byte line plus CR is not too long.
+        let quick = try daemon.client()
+        try quick.sendBytes(Array(("ping" + String(repeating: " ", count: Wire.maxLineBytes - 4) + "\r\n").utf8))
+        XCTAssertEqual(ResponseLine(try quick.readLine())["pong"], "1")
+        try quick.sendBytes([UInt8](repeating: 0x61, count: Wire.maxLineBytes + 1))
+        XCTAssertEqual(ResponseLine(try quick.readLine())["code"], "line_too_long")
+    }
+
+    /// Answers held behind a slow id-less request count against the output budget: past it the
+    /// daemon stops reading that connection, so memory stays bounded however much is pipelined.
+    func testAnswersQueuedBehindASlowRequestAreBoundedAndStillAnsweredInOrder() throws {
+        daemon.stop()
+        daemon = DaemonProcess(world: Self.world, name: "budget", extraArgs: ["--wellknown-timeout-ms", "3000"])
+        try daemon.start()
+        XCTAssertEqual(try daemon.ask("resolve wk-port.test")["source"], "network")
+        let pid = daemon.process!.processIdentifier
+        let rssBefore = residentKiB(pid)
+
+        let client = try daemon.client()
+        try client.send("resolve wk-slow.test cache=no")
+        let line = Array("resolve wk-port.test\n".utf8)
+        let chunk = Array([[UInt8]](repeating: line, count: 1000).joined())
+        let totalLines = 400_000   // 8.4 MB of requests, ~100 MB of answers if all were held
+        _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) | O_NONBLOCK)
+        var sentBytes = 0
+        var lastProgress = Date()
+        while sentBytes < totalLines * line.count && Date().timeIntervalSince(lastProgress) < 0.5 {
+            let offset = sentBytes % chunk.count
+            let n = chunk[offset...].withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { sentBytes += n; lastProgress = Date() } else { usleep(5_000) }
+        }
+        let rssStalled = residentKiB(pid)
+        print("budget: daemon took \(sentBytes) bytes of requests before it stopped reading; RSS \(rssBefore) -> \(rssStalled) KiB")
+        XCTAssertLessThan(sentBytes, totalLines * line.count / 4, "the daemon stopped reading")
+        XCTAssertLessThan(rssStalled - rssBefore, 24 * 1024, "held answers are bounded")
+
+        // Finish the last partial line, half-close, and read everything: the slow answer first,
+        // then every other answer in request order.
+        _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) & ~O_NONBLOCK)
+        let lines = sentBytes / line.count + (sentBytes % line.count == 0 ? 0 : 1)
+        let rest = sentBytes % line.count == 0 ? [] : Array(line[(sentBytes % line.count)...])
+        let answers = Mutex<[ResponseLine]>([])
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var got: [ResponseLine] = []
+            while let l = try? client.readLine() { got.append(ResponseLine(l)) }
+            answers.withLock { $0 = got }
+            done.signal()
+        }
+        try client.sendBytes(rest)
+        shutdown(client.fd, Int32(SHUT_WR))
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        let got = answers.withLock { $0 }
+        XCTAssertEqual(got.count, 1 + lines, "every request answered, then the connection closed")
+        XCTAssertEqual(got.first?["name"], "wk-slow.test")
+        XCTAssertTrue(got.dropFirst().allSatisfy { $0["name"] == "wk-port.test" || $0["code"] == "too_many_in_flight" })
+        XCTAssertEqual(got.dropFirst().prefix(255).filter { $0["source"] == "cache" }.count, 255)
+        XCTAssertEqual(try daemon.ask("ping")["pong"], "1")
+    }
+
+    func residentKiB(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
     // MARK: Crash safety

@@ -1,5 +1,6 @@
 import Foundation
 import MXResolve
+import MXProtocol
 import Synchronization
 
 /// A real `mxresolved` process for end-to-end tests, pointed at the test world.

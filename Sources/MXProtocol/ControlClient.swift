@@ -2,32 +2,37 @@
 import Glibc
 #endif
 
-/// A blocking line client for the daemon's socket (used by mxresolvectl and the tests).
+/// A blocking line client for the daemon's socket (mxresolvectl, tests, operators' tools).
 /// Use it from one thread at a time (hence `@unchecked Sendable`: it may move between threads).
 public final class ControlClient: @unchecked Sendable {
     public let fd: Int32
+    public let path: String
     private var buffer: [UInt8] = []
 
     public enum Failure: Error, CustomStringConvertible {
+        /// connect() failed: nothing listens at `path` (or may not be reached).
         case notRunning(path: String, reason: String)
+        /// The daemon closed the connection before answering.
         case closed
         case timedOut
+        /// Refused locally: the daemon would answer `line_too_long` and close.
+        case lineTooLong(LineTooLong)
+
         public var description: String {
             switch self {
             case .notRunning(let path, let reason): return "cannot connect to \(path): \(reason)"
-            case .closed: return "the daemon closed the connection"
+            case .closed: return "the daemon closed the connection before answering"
             case .timedOut: return "no answer from the daemon in time"
+            case .lineTooLong(let e): return "\(e)"
             }
         }
     }
 
-    public init(path: String, timeoutSeconds: Int = 60) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        let rc = withSockaddr(path) { connect(fd, $0, $1) }
-        if rc != 0 {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw Failure.notRunning(path: path, reason: reason)
+    public init(path: String, timeoutSeconds: Int = 60) throws(Failure) {
+        self.path = path
+        switch UnixSocket.connect(path) {
+        case .success(let fd): self.fd = fd
+        case .failure(let e): throw .notRunning(path: path, reason: e.description)
         }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -35,21 +40,21 @@ public final class ControlClient: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    public func send(_ line: String) throws {
+    public func send(_ line: String) throws(Failure) {
         try sendBytes(Array((line + "\n").utf8))
     }
 
     /// Sends raw bytes as they are (tests use it for invalid UTF-8 and partial lines).
-    public func sendBytes(_ bytes: [UInt8]) throws {
+    public func sendBytes(_ bytes: [UInt8]) throws(Failure) {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { throw Failure.closed }
+            if n <= 0 { throw .closed }
             off += n
         }
     }
 
-    public func readLine() throws -> String {
+    public func readLine() throws(Failure) -> String {
         while true {
             if let nl = buffer.firstIndex(of: 0x0A) {
                 let line = String(decoding: buffer[..<nl], as: UTF8.self)
@@ -58,14 +63,14 @@ public final class ControlClient: @unchecked Sendable {
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw Failure.timedOut }
-            if n <= 0 { throw Failure.closed }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw .timedOut }
+            if n <= 0 { throw .closed }
             buffer.append(contentsOf: chunk[0..<n])
         }
     }
 
-    /// Sends a request and reads its response lines (several for show-cache's `entry` lines).
-    public func request(_ line: String) throws -> [String] {
+    /// Sends a request line and reads its response lines (several for show-cache's `entry` lines).
+    public func request(_ line: String) throws(Failure) -> [String] {
         try send(line)
         var lines: [String] = []
         while true {
@@ -74,22 +79,11 @@ public final class ControlClient: @unchecked Sendable {
             if !l.hasPrefix("entry") { return lines }
         }
     }
-}
 
-/// A parsed response line: status plus fields in order (keys may repeat).
-public struct ResponseLine: Sendable {
-    public var status: String
-    public var fields: [(key: String, value: String)]
-
-    public init(_ line: String) {
-        let tokens = line.split(separator: " ")
-        status = tokens.first.map(String.init) ?? ""
-        fields = tokens.dropFirst().map { token in
-            guard let eq = token.firstIndex(of: "=") else { return (String(token), "") }
-            return (String(token[..<eq]), Wire.percentDecode(token[token.index(after: eq)...]) ?? "")
-        }
+    /// Sends a request, escaped, refusing locally a line the daemon would not read.
+    public func request(_ request: Request) throws(Failure) -> [String] {
+        let line: String
+        do { line = try request.line() } catch { throw .lineTooLong(error) }
+        return try self.request(line)
     }
-
-    public subscript(_ key: String) -> String? { fields.first { $0.key == key }?.value }
-    public func all(_ key: String) -> [String] { fields.filter { $0.key == key }.map(\.value) }
 }

@@ -1,0 +1,79 @@
+/// The verbs of §5: the one list of what each takes, and who may send it.
+public enum Verb: String, CaseIterable, Sendable {
+    case hello, ping, version, resolve
+    case showCache = "show-cache"
+    case flushCaches = "flush-caches"
+    case revalidate, reresolve, statistics
+    case resetStatistics = "reset-statistics"
+
+    /// How many positional arguments the verb takes.
+    public var arguments: ClosedRange<Int> {
+        switch self {
+        case .hello, .resolve, .reresolve: return 1...1
+        case .showCache: return 0...1
+        case .flushCaches: return 0...Int.max
+        case .revalidate: return 1...Int.max
+        case .ping, .version, .statistics, .resetStatistics: return 0...0
+        }
+    }
+
+    /// What its arguments are called in usage texts.
+    public var argumentName: String? {
+        switch self {
+        case .hello: return "VERSIONS"
+        case .resolve, .reresolve, .showCache, .flushCaches, .revalidate: return "NAME"
+        case .ping, .version, .statistics, .resetStatistics: return nil
+        }
+    }
+
+    /// The options it accepts besides `id`, valid on every verb.
+    public var options: [RequestOption] {
+        switch self {
+        case .resolve: return [.cache, .trace, .format]
+        case .showCache: return [.failures, .format]
+        case .flushCaches: return [.failures]
+        case .statistics: return [.format]
+        case .hello, .ping, .version, .revalidate, .reresolve, .resetStatistics: return []
+        }
+    }
+
+    /// Whether it changes the daemon's state (cache, counters, upstream work it starts).
+    public var changesState: Bool {
+        switch self {
+        case .flushCaches, .revalidate, .resetStatistics, .reresolve: return true
+        case .hello, .ping, .version, .resolve, .showCache, .statistics: return false
+        }
+    }
+
+    /// Whether only an admin peer (root, the daemon's uid, the admin group) may send it.
+    /// `reresolve` is open to every peer: the daemon rate-limits it per name instead.
+    public var adminOnly: Bool {
+        switch self {
+        case .flushCaches, .revalidate, .resetStatistics: return true
+        case .hello, .ping, .version, .resolve, .reresolve, .showCache, .statistics: return false
+        }
+    }
+
+    /// `resolve NAME [cache=yes|no] [trace=yes|no] [format=text|json]`
+    public var synopsis: String {
+        var parts = [rawValue]
+        if let name = argumentName {
+            switch (arguments.lowerBound, arguments.upperBound) {
+            case (0, 1): parts.append("[\(name)]")
+            case (0, _): parts.append("[\(name)...]")
+            case (1, 1): parts.append(name)
+            default: parts.append("\(name)...")
+            }
+        }
+        parts += options.map { "[\($0.rawValue)=\($0.values.joined(separator: "|"))]" }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// The options of §5 (besides `id`) and the values each accepts.
+public enum RequestOption: String, CaseIterable, Sendable {
+    case cache, trace, failures, format
+
+    public var values: [String] { self == .format ? ["text", "json"] : ["yes", "no"] }
+    public var defaultValue: String { self == .format ? "text" : self == .cache ? "yes" : "no" }
+}

@@ -1,0 +1,207 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import MXProtocol
+
+/// One client connection. Its state is touched only on its reactor's thread; answers computed
+/// elsewhere are posted there.
+final class Connection: @unchecked Sendable {
+    /// Output budget: stop reading while this many answer bytes wait, unsent or held behind an
+    /// earlier unanswered request; read again once the client has taken half of it.
+    static let outputBudget = 1 << 20
+
+    enum State {
+        /// Reads and executes requests.
+        case reading
+        /// Over the output budget: not reading until the client has read enough.
+        case throttled
+        /// No more requests (the peer half-closed, or sent an over-long line): answer what is in
+        /// flight, send the closing notice if any, then close.
+        case draining
+        case closed
+    }
+
+    let fd: Int32
+    let peer: PeerCredentials
+    unowned let reactor: Reactor
+    private(set) var state = State.reading
+    /// The events epoll watches for this connection.
+    private(set) var interest = EPOLLIN.rawValue
+    private var input: [UInt8] = []
+    private var output = OutputQueue()
+    private var ordered = OrderedReplies()
+    /// Requests read whose answer has not been completely sent (PROTOCOL.md §2).
+    private var inFlight = 0
+    /// `line_too_long`, sent after every earlier request has been answered.
+    private var closingNotice: [UInt8]?
+    private var readBuffer = [UInt8](repeating: 0, count: 16 * 1024)
+
+    init(fd: Int32, peer: PeerCredentials, reactor: Reactor) {
+        self.fd = fd
+        self.peer = peer
+        self.reactor = reactor
+    }
+
+    private var queuedBytes: Int { output.unsent + ordered.heldBytes }
+    private var overBudget: Bool { queuedBytes > Self.outputBudget }
+
+    func handleEvents(_ flags: UInt32) {
+        if flags & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            // The peer is gone both ways: nobody will read an answer.
+            disconnect()
+            return
+        }
+        if flags & EPOLLOUT.rawValue != 0 { writeOutput() }
+        if flags & EPOLLIN.rawValue != 0 && state == .reading { readInput() }
+        settle()
+    }
+
+    /// The one place that decides, after anything happened, whether to read, resume or close.
+    private func settle() {
+        decide: while true {
+            switch state {
+            case .reading:
+                if overBudget { state = .throttled }
+            case .throttled:
+                guard queuedBytes < Self.outputBudget / 2 else { break }
+                state = .reading
+                executeLines()   // lines read before the pause; the socket itself is read on EPOLLIN
+                writeOutput()
+                continue decide
+            case .draining:
+                if inFlight == 0, let notice = closingNotice {
+                    closingNotice = nil
+                    inFlight += 1
+                    queue(answer: notice, ticket: nil)
+                    writeOutput()
+                }
+                if inFlight == 0 && output.isEmpty {
+                    disconnect()
+                    return
+                }
+            case .closed:
+                return
+            }
+            break
+        }
+        let wanted = (state == .reading ? EPOLLIN.rawValue : 0) | (output.isEmpty ? 0 : EPOLLOUT.rawValue)
+        if wanted != interest {
+            interest = wanted
+            reactor.watch(fd, events: wanted)
+        }
+    }
+
+    private func readInput() {
+        while state == .reading && !overBudget {
+            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                input.append(contentsOf: readBuffer[0..<n])
+                // Answers to every line of this read go out in one send, not one per line.
+                executeLines()
+                writeOutput()
+                if n < readBuffer.count { return }
+            } else if n == 0 {
+                state = .draining
+                return
+            } else {
+                if errno != EAGAIN && errno != EINTR { disconnect() }
+                return
+            }
+        }
+    }
+
+    /// Executes the complete lines in `input`, while reading and within the output budget.
+    private func executeLines() {
+        var start = 0
+        defer { if start > 0 { input.removeFirst(start) } }
+        while state == .reading {
+            guard let nl = input[start...].firstIndex(of: 0x0A) else {
+                if Self.tooLong(input[start...]) { refuseLongLine(); start = 0 }
+                return
+            }
+            let line = input[start..<nl]
+            start = nl + 1
+            if Self.tooLong(line) { refuseLongLine(); start = 0; return }
+            execute(line)
+            if overBudget { return }
+        }
+    }
+
+    /// Over `max_line` bytes, a CR before the LF not counted: a partial line is refused as soon as
+    /// its 4097th byte is not that CR.
+    static func tooLong(_ line: ArraySlice<UInt8>) -> Bool {
+        line.count > Wire.maxLineBytes + 1 || (line.count == Wire.maxLineBytes + 1 && line.last != 0x0D)
+    }
+
+    /// Discards the input (and everything after the over-long line) and stops reading.
+    private func refuseLongLine() {
+        reactor.stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
+        input.removeAll()
+        closingNotice = ResponseLine.error(.lineTooLong, "request line longer than \(Wire.maxLineBytes) bytes; closing", id: nil)
+        state = .draining
+    }
+
+    private func execute(_ line: ArraySlice<UInt8>) {
+        let stats = reactor.stats
+        stats.requests.wrappingAdd(1, ordering: .relaxed)
+        let request: Request
+        switch Request.parse(line) {
+        case .success(let r):
+            request = r
+        case .failure(let e):
+            stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
+            inFlight += 1
+            queue(answer: ResponseLine.error(e.code, e.message, id: e.id), ticket: e.id == nil ? ordered.reserve() : nil)
+            return
+        }
+        inFlight += 1
+        let ticket = request.id == nil ? ordered.reserve() : nil
+        if inFlight > Wire.maxInFlight {
+            stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
+            queue(answer: ResponseLine.error(.tooManyInFlight, "more than \(Wire.maxInFlight) requests in flight on this connection",
+                                             id: request.id, json: request.json), ticket: ticket)
+            return
+        }
+        let reactor = self.reactor
+        // `respond` runs inline for hits (on this reactor thread: no hop; the read loop sends) or
+        // later, from any thread, for misses (posted to this reactor). Which one is decided by where
+        // it runs, never by timing.
+        reactor.handler.handle(request, peer: peer) { [self] answer in
+            if reactor.isCurrent {
+                queue(answer: answer, ticket: ticket)
+            } else {
+                reactor.post { [self] in
+                    queue(answer: answer, ticket: ticket)
+                    writeOutput()
+                    settle()
+                }
+            }
+        }
+    }
+
+    /// Puts an answer in line: at once when its request had an id, else in request order.
+    private func queue(answer: [UInt8], ticket: OrderedReplies.Ticket?) {
+        guard state != .closed else { return }
+        guard let ticket else { return output.append(answer: answer) }
+        ordered.fill(ticket, with: answer)
+        ordered.drain { output.append(answer: $0) }
+    }
+
+    private func writeOutput() {
+        guard state != .closed, !output.isEmpty else { return }
+        switch output.write(to: fd) {
+        case .sent(let answers): inFlight -= answers
+        case .failed: disconnect()
+        }
+    }
+
+    func disconnect() {
+        guard state != .closed else { return }
+        state = .closed
+        input = []
+        output.removeAll()
+        ordered.removeAll()
+        reactor.closed(self)
+    }
+}

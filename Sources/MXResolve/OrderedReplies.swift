@@ -1,0 +1,50 @@
+/// Answers to id-less requests leave in request order (PROTOCOL.md §2): a FIFO of slots, one per
+/// id-less request, filled as answers arrive; a filled slot leaves once every slot before it has.
+struct OrderedReplies {
+    typealias Ticket = Int
+
+    private var slots: [[UInt8]?] = []
+    /// Index in `slots` of the oldest answer not yet handed out.
+    private var head = 0
+    /// Ticket of `slots[0]`.
+    private var firstTicket = 0
+    /// Bytes of answers that arrived but wait behind an earlier, unanswered request.
+    private(set) var heldBytes = 0
+
+    /// Reserves the next place in line.
+    mutating func reserve() -> Ticket {
+        slots.append(nil)
+        return firstTicket + slots.count - 1
+    }
+
+    mutating func fill(_ ticket: Ticket, with bytes: [UInt8]) {
+        slots[ticket - firstTicket] = bytes
+        heldBytes += bytes.count
+    }
+
+    /// Hands out, in request order, every answer no longer waiting for an earlier one.
+    mutating func drain(_ send: ([UInt8]) -> Void) {
+        while head < slots.count, let bytes = slots[head] {
+            heldBytes -= bytes.count
+            slots[head] = []
+            send(bytes)
+            head += 1
+        }
+        if head == slots.count {
+            firstTicket += head
+            slots.removeAll(keepingCapacity: slots.capacity <= 1024)
+            head = 0
+        } else if head > 64 && head > slots.count / 2 {
+            firstTicket += head
+            slots.removeFirst(head)
+            head = 0
+        }
+    }
+
+    mutating func removeAll() {
+        firstTicket += slots.count
+        slots = []
+        head = 0
+        heldBytes = 0
+    }
+}

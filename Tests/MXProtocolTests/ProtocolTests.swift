@@ -1,0 +1,98 @@
+import XCTest
+import MXProtocol
+
+final class RequestParseTests: XCTestCase {
+    /// The plain-resolve fast path must agree with the general parser on every line it accepts.
+    func testFastPathAgreesWithTheGeneralParser() {
+        let lines = ["resolve matrix.org", "resolve matrix.org id=a-1", "resolve [::1]:8448 id=x", "resolve 1.2.3.4\r",
+                     "resolve a b", "resolve a=b", "resolve ex%41mple.org", "resolve name id=bad!", "resolve name  id=x",
+                     "resolve name cache=no", "resolve", "resolve ", "resolve exämple.org"]
+        for line in lines {
+            var bytes = Array(line.utf8)[...]
+            if bytes.last == 0x0D { bytes = bytes.dropLast() }
+            let general = Request.parse(Array(line.utf8)[...])
+            if let fast = Request.parsePlainResolve(bytes) {
+                XCTAssertEqual(general, .success(fast), line)
+            }
+        }
+        XCTAssertNotNil(Request.parsePlainResolve(Array("resolve matrix.org id=a-1".utf8)[...]))
+        XCTAssertNil(Request.parsePlainResolve(Array("resolve a b".utf8)[...]))
+    }
+
+    func parse(_ line: String) -> Result<Request, ParseError> { Request.parse(Array(line.utf8)[...]) }
+
+    func testEveryVerbParsesWithItsOwnArgumentsAndOptionsOnly() {
+        for verb in Verb.allCases {
+            let args = Array(repeating: "a.example", count: verb.arguments.lowerBound == 0 && verb == .hello ? 1 : verb.arguments.lowerBound)
+            let argText = verb == .hello ? ["1"] : args
+            var request = Request(verb, argText, id: "v1")
+            for option in verb.options { request.options[option] = option.values.last! }
+            XCTAssertEqual(parse(try! request.line()), .success(request), verb.rawValue)
+            let foreign = RequestOption.allCases.first { !verb.options.contains($0) }!
+            guard case .failure(let e) = parse(try! request.line() + " \(foreign.rawValue)=\(foreign.values[0])") else {
+                return XCTFail("\(verb): \(foreign) accepted")
+            }
+            XCTAssertEqual(e.code, .badRequest)
+            XCTAssertEqual(e.id, "v1")
+            if verb.arguments.upperBound < 100 {
+                let tooMany = Request(verb, Array(repeating: "1", count: verb.arguments.upperBound + 1))
+                guard case .failure(let e2) = parse(try! tooMany.line()) else { return XCTFail("\(verb): too many accepted") }
+                XCTAssertEqual(e2.code, .badRequest)
+            }
+        }
+        XCTAssertEqual(parse("PING"), .failure(ParseError(code: .unknownVerb, message: "unknown verb \"PING\"", id: nil)))
+    }
+
+    func testAdminVerbsAndStateChangingVerbs() {
+        XCTAssertEqual(Set(Verb.allCases.filter(\.adminOnly)), [.flushCaches, .revalidate, .resetStatistics])
+        XCTAssertEqual(Set(Verb.allCases.filter(\.changesState)), [.flushCaches, .revalidate, .resetStatistics, .reresolve])
+        XCTAssertEqual(Verb.resolve.synopsis, "resolve NAME [cache=yes|no] [trace=yes|no] [format=text|json]")
+        XCTAssertEqual(Verb.flushCaches.synopsis, "flush-caches [NAME...] [failures=yes|no]")
+    }
+
+    /// A name that looks like an option stays a name on the wire.
+    func testArgumentsAreEscapedSoTheyNeverReadAsOptions() throws {
+        for name in ["id=x", "cache=no", "a b", "100%", "exämple.org", "x\ny"] {
+            let line = try Request(.flushCaches, [name]).line()
+            XCTAssertEqual(parse(line), .success(Request(.flushCaches, [name])), line)
+        }
+        XCTAssertEqual(try Request(.flushCaches, ["id=x"]).line(), "flush-caches id%3Dx")
+    }
+
+    func testOverLongLinesAreRefusedLocallyAndBatchesFit() throws {
+        let name = String(repeating: "a", count: Wire.maxLineBytes - "resolve ".utf8.count)
+        XCTAssertEqual(try Request(.resolve, [name]).line().utf8.count, Wire.maxLineBytes)
+        XCTAssertThrowsError(try Request(.resolve, [name + "a"]).line())
+        let names = (0..<1000).map { "name-\($0).example.org" }
+        let batches = try Request.batches(.flushCaches, names: names)
+        XCTAssertGreaterThan(batches.count, 1)
+        XCTAssertEqual(batches.flatMap(\.arguments), names)
+        for b in batches { XCTAssertLessThanOrEqual(try b.line().utf8.count, Wire.maxLineBytes) }
+        XCTAssertEqual(try Request.batches(.flushCaches, names: []).map { try $0.line() }, ["flush-caches"])
+        XCTAssertThrowsError(try Request.batches(.revalidate, names: ["ok.example", name + "aaaaa"]))
+    }
+
+    func testResponseLinesRoundTrip() {
+        var b = ResponseLine.Builder("ok", id: "q1")
+        b.field("name", "a b=c")
+        b.field("n", 3)
+        let r = ResponseLine(String(decoding: b.line().dropLast(), as: UTF8.self))
+        XCTAssertEqual(r.status, "ok")
+        XCTAssertEqual(r.fields.map(\.key), ["id", "name", "n"])
+        XCTAssertEqual(r["name"], "a b=c")
+        let e = ResponseLine(String(decoding: ResponseLine.error(.tooManyInFlight, "x", id: nil).dropLast(), as: UTF8.self))
+        XCTAssertEqual(e.errorCode, .tooManyInFlight)
+        XCTAssertTrue(ErrorCode.lineTooLong.closesConnection)
+    }
+}
+
+final class SocketPathTests: XCTestCase {
+    func testOrderExplicitThenEnvironmentThenPackagedWhenPresentThenLocal() {
+        let none: (String) -> Bool = { _ in false }
+        let packaged: (String) -> Bool = { $0 == SocketPath.packaged }
+        XCTAssertEqual(SocketPath.resolve(explicit: "/x.sock", environment: "/env.sock", exists: packaged), "/x.sock")
+        XCTAssertEqual(SocketPath.resolve(explicit: nil, environment: "/env.sock", exists: packaged), "/env.sock")
+        XCTAssertEqual(SocketPath.resolve(explicit: "", environment: "", exists: packaged), "/run/mxresolved/socket")
+        XCTAssertEqual(SocketPath.resolve(explicit: nil, environment: nil, exists: none), "./.mxresolved/mxresolved.sock")
+    }
+}
