@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "mxresolvectl", dependencies: [
-            "MXProtocol", "MXCore", "MXAdapters", "MXResolve",
+            "MXProtocol", "MXCore", "MXAdapters",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

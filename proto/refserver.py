@@ -22,8 +22,9 @@ from typing import Dict, List, Optional, Tuple
 MAX_LINE, MAX_INFLIGHT = 4096, 256
 ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 KEY_RE = re.compile(r"[a-z0-9_]+\Z")
-VERBS = {"hello", "ping", "version", "resolve", "show-cache", "flush-caches", "revalidate", "statistics",
-         "reset-statistics"}
+VERBS = {"hello", "ping", "version", "resolve", "show-cache", "flush-caches", "revalidate", "reresolve",
+         "statistics", "reset-statistics"}
+RERESOLVE_INTERVAL, RERESOLVE_NAMES = 60.0, 4096
 OPTIONS = {"resolve": {"cache", "trace", "format"}, "show-cache": {"failures", "format"},
            "flush-caches": {"failures"}, "statistics": {"format"}}
 DENIED = [ipaddress.ip_network(n) for n in [
@@ -142,6 +143,7 @@ class Server:
         self.stats = dict(requests=0, hits=0, misses=0, stale=0, coalesced=0, inflight=0)
         self.shutting_down = False
         self.conns: set = set()
+        self.reresolved: Dict[str, float] = {}  # name -> start of its last reresolve
 
     def resolve(self, name: str, use_cache: bool) -> Tuple[bool, dict, str]:
         now = time.monotonic()
@@ -299,6 +301,23 @@ class Server:
                 except Fail as f:
                     return [f"err{idf} name={esc(a)} code={f.code} msg={esc(f.msg)}"], False
             return [f"ok{idf} queued={len(args)}"], False
+        if verb == "reresolve":
+            if len(args) != 1:
+                return err("bad_request", "usage: reresolve NAME", rid)
+            try:
+                parse_server_name(args[0])
+            except Fail as f:
+                return [f"err{idf} name={esc(args[0])} code={f.code} msg={esc(f.msg)}"], False
+            now = time.monotonic()
+            last = self.reresolved.get(args[0])
+            if last is not None and now - last < RERESOLVE_INTERVAL:
+                retry = max(1, int(-(-(last + RERESOLVE_INTERVAL - now) // 1)))
+                return [f"ok{idf} name={esc(args[0])} started=no retry_after={retry}"], False
+            self.reresolved.pop(args[0], None)
+            while len(self.reresolved) >= RERESOLVE_NAMES:  # oldest first (insertion order)
+                self.reresolved.pop(next(iter(self.reresolved)))
+            self.reresolved[args[0]] = now
+            return [f"ok{idf} name={esc(args[0])} started=yes"], False
         if verb == "statistics":
             if js:
                 return [json.dumps({"ok": True, **({"id": rid} if rid else {}), "statistics": self.stats},

@@ -3,7 +3,6 @@ import Foundation
 import MXCore
 import MXProtocol
 import MXAdapters
-import MXResolve
 
 /// Exit codes (documented in --help): 0 resolved, 1 resolution failed, 2 usage error, 3 daemon not running.
 enum Exit {

@@ -124,4 +124,63 @@ final class CtlTests: XCTestCase {
         XCTAssertEqual(rc2, 0, err2)
         XCTAssertTrue(out2.contains("wk-port.test  step 3.2"), out2)
     }
+
+    // MARK: Escaping, local limits, closed connections (issue 13 item 6)
+
+    func testNamesThatLookLikeOptionsAreNamesOnTheWire() throws {
+        _ = try ctl(["query", "wk-port.test", "1.2.3.4"])
+        var (rc, out, _) = try ctl(["flush-caches", "id=x"])
+        XCTAssertEqual(rc, 0)
+        XCTAssertEqual(out, "flushed 0 entries\n", "id=x is a server name, not an option")
+        XCTAssertEqual(try daemon.ask("show-cache")["count"], "2", "nothing was flushed")
+        (rc, out, _) = try ctl(["query", "--legend=no", "cache=no"])
+        XCTAssertEqual(rc, 1)
+        XCTAssertTrue(out.hasPrefix("cache=no: resolve call failed: invalid_server_name: "), out)
+        (rc, out, _) = try ctl(["revalidate", "a b"])
+        XCTAssertEqual(rc, 1)
+    }
+
+    func testOverLongRequestsAreRefusedLocallyAndManyNamesAreBatched() throws {
+        let long = String(repeating: "a", count: Wire.maxLineBytes)
+        let before = try daemon.ask("statistics")["requests"]
+        let (rc, _, err) = try ctl(["query", long])
+        XCTAssertEqual(rc, 2)
+        XCTAssertTrue(err.contains("longer than the protocol's 4096"), err)
+        XCTAssertEqual(try daemon.ask("statistics")["requests"], String(Int(before ?? "0")! + 1), "nothing was sent")
+        let names = (0..<600).map { "n\($0).example.org" }
+        let (rc2, out2, err2) = try ctl(["flush-caches"] + names)
+        XCTAssertEqual(rc2, 0, err2)
+        XCTAssertEqual(out2, "flushed 0 entries\n")
+    }
+
+    func testEnvironmentVariableNamesTheSocket() throws {
+        let (rc, out, err) = try runCommand(DaemonProcess.ctlBinary, ["query", "--legend=no", "1.2.3.4"],
+                                            env: ["MXRESOLVED_SOCKET": daemon.socketPath])
+        XCTAssertEqual(rc, 0, err)
+        XCTAssertTrue(out.hasPrefix("1.2.3.4: step 1"), out)
+    }
+
+    /// A peer that answers one error and closes: ctl reconnects, and never says "not running".
+    func testConnectionClosedAfterAnErrorIsNotReportedAsNotRunning() throws {
+        let path = "\(daemon.stateDir)/closing.sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertEqual(UnixSocket.withAddress(path) { bind(listener, $0, $1) }, 0)
+        listen(listener, 4)
+        defer { close(listener); unlink(path) }
+        Thread.detachNewThread {
+            for _ in 0..<2 {
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                var buf = [UInt8](repeating: 0, count: 4096)
+                _ = read(fd, &buf, buf.count)
+                let reply = Array("err code=shutting_down msg=stopping\n".utf8)
+                _ = write(fd, reply, reply.count)
+                close(fd)
+            }
+        }
+        let (rc, out, err) = try runCommand(DaemonProcess.ctlBinary, ["query", "--legend=no", "a.test", "b.test", "--socket", path])
+        XCTAssertEqual(rc, 1, err)
+        XCTAssertFalse(err.contains("not running"), err)
+        XCTAssertEqual(out, "a.test: resolve call failed: shutting_down: stopping\nb.test: resolve call failed: shutting_down: stopping\n")
+    }
 }

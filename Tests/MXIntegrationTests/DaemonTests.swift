@@ -248,12 +248,13 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try daemon.ask("resolve 1.2.3.4")["step"], "1")
         let (_, out, err) = try runCommand("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                               "socat", "-", "UNIX-CONNECT:\(dir)/s.sock"],
-                                           stdin: "flush-caches\nresolve 1.2.3.4\nreset-statistics\n")
+                                           stdin: "flush-caches\nresolve 1.2.3.4\nreset-statistics\nreresolve 1.2.3.4\n")
         let lines = out.split(separator: "\n").map { ResponseLine(String($0)) }
-        XCTAssertEqual(lines.count, 3, "\(out) \(err)")
+        XCTAssertEqual(lines.count, 4, "\(out) \(err)")
         XCTAssertEqual(lines.first?["code"], "forbidden")
         XCTAssertEqual(lines.dropFirst().first?["step"], "1", "reading is allowed")
-        XCTAssertEqual(lines.last?["code"], "forbidden")
+        XCTAssertEqual(lines.dropFirst(2).first?["code"], "forbidden")
+        XCTAssertEqual(lines.last?["started"], "yes", "any peer may ask for a re-resolution")
         XCTAssertEqual(ResponseLine(try daemon.client().request("show-cache").last!)["count"], "1", "nothing was flushed")
         XCTAssertEqual(try daemon.ask("flush-caches")["flushed"], "1", "root may flush")
     }
@@ -296,6 +297,40 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try daemon.ask("ping")["pong"], "1")
         print("abuse: worst hit latency \(worst * 1000) ms with 1000 idle connections and hostile peers")
         idle.removeAll()
+    }
+
+    // MARK: reresolve (issue 11)
+
+    func testReresolveStartsAFreshResolutionAtMostOncePerMinuteAndAnswersAtOnce() throws {
+        XCTAssertEqual(try daemon.ask("resolve wk-port.test")["source"], "network")
+        try Self.world.resetCounts()
+        let started = try daemon.ask("reresolve wk-port.test id=r1")
+        XCTAssertEqual(started.fields.map(\.key), ["id", "name", "started"])
+        XCTAssertEqual(started["started"], "yes")
+        var refetched = 0
+        for _ in 0..<100 where refetched == 0 {
+            usleep(20_000)
+            refetched = try Self.world.counts().wellKnown["wk-port.test"] ?? 0
+        }
+        XCTAssertEqual(refetched, 1, "the well-known was fetched again")
+        XCTAssertEqual(try daemon.ask("resolve wk-port.test")["source"], "cache")
+
+        let limited = try daemon.ask("reresolve wk-port.test")
+        XCTAssertEqual(limited["started"], "no")
+        XCTAssertTrue((59...60).contains(Int(limited["retry_after"] ?? "") ?? 0), "\(limited.fields)")
+        // A slow name: the answer does not wait for the resolution.
+        let t = Date()
+        XCTAssertEqual(try daemon.ask("reresolve wk-slow.test")["started"], "yes")
+        XCTAssertLessThan(Date().timeIntervalSince(t), 1.0)
+        let invalid = try daemon.ask("reresolve bad%20name")
+        XCTAssertEqual(invalid["code"], "invalid_server_name")
+        XCTAssertEqual(invalid["name"], "bad name")
+        XCTAssertEqual(try daemon.ask("reresolve")["code"], "bad_request")
+        let stats = try daemon.ask("statistics")
+        XCTAssertEqual(stats["reresolve_started"], "2")
+        XCTAssertEqual(stats["reresolve_limited"], "1")
+        usleep(200_000)
+        XCTAssertEqual(try Self.world.counts().wellKnown["wk-port.test"] ?? 0, 1, "the limited call started nothing")
     }
 
     // MARK: Bounded work per connection (PROTOCOL.md §1, §2)
