@@ -6,6 +6,7 @@ public enum DaemonCommandLine {
         case run(DaemonConfig)
         case dumpConfig(DaemonConfig)
         case help
+        case version
     }
 
     public enum Failure: Error, CustomStringConvertible, Equatable {
@@ -28,6 +29,7 @@ public enum DaemonCommandLine {
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             if argument == "-h" || argument == "--help" { return .help }
+            if argument == "--version" { return .version }
             if argument == "--dump-config" { dump = true; continue }
             guard argument.hasPrefix("--") else { throw .usage("unexpected argument '\(argument.prefix(100))'") }
             var name = String(argument.dropFirst(2))
@@ -69,6 +71,7 @@ public enum DaemonCommandLine {
             options.append(("--\(s.key) <\(s.valueName)>", s.helpWithDefault))
         }
         options.append(("--dump-config", "Print the settings in effect as a config file, then exit."))
+        options.append(("--version", "Print the version, then exit."))
         options.append(("-h, --help", "Show this help."))
         let column = 36
         var out = """

@@ -77,6 +77,7 @@ struct MXResolveCtl: ParsableCommand {
         commandName: "mxresolvectl",
         abstract: "Query and manage mxresolved, the Matrix server-name resolver.",
         discussion: "Exit codes: 0 resolved/ok, 1 resolution failed, 2 usage error, 3 daemon not running.",
+        version: Wire.serverVersion,
         subcommands: [Query.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; resolvectl and unbound-control users expect 2.

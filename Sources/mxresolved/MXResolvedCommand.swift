@@ -19,6 +19,8 @@ enum MXResolvedCommand {
         switch action {
         case .help:
             print(DaemonCommandLine.helpText, terminator: "")
+        case .version:
+            print(Wire.serverVersion)
         case .dumpConfig(let config):
             print(config.configFile, terminator: "")
         case .run(let config):
