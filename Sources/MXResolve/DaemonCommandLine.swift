@@ -7,6 +7,8 @@ public enum DaemonCommandLine {
         case dumpConfig(DaemonConfig)
         case help
         case version
+        case manual
+        case completionScript(shell: String)
     }
 
     public enum Failure: Error, CustomStringConvertible, Equatable {
@@ -30,6 +32,13 @@ public enum DaemonCommandLine {
         while let argument = rest.popFirst() {
             if argument == "-h" || argument == "--help" { return .help }
             if argument == "--version" { return .version }
+            if argument == "--generate-manual" { return .manual }
+            if argument == "--generate-completion-script" {
+                guard let shell = rest.popFirst(), DaemonReference.shells.contains(shell) else {
+                    throw .usage("--generate-completion-script needs one of \(DaemonReference.shells.joined(separator: ", "))")
+                }
+                return .completionScript(shell: shell)
+            }
             if argument == "--dump-config" { dump = true; continue }
             guard argument.hasPrefix("--") else { throw .usage("unexpected argument '\(argument.prefix(100))'") }
             var name = String(argument.dropFirst(2))
@@ -66,13 +75,9 @@ public enum DaemonCommandLine {
     }
 
     public static let helpText: String = {
-        var options: [(String, String)] = [("--config <FILE>", "Config file of `key = value` lines.")]
-        for s in DaemonConfig.settings {
-            options.append(("--\(s.key) <\(s.valueName)>", s.helpWithDefault))
+        let options = DaemonReference.allFlags.map { flag, valueName, help in
+            (flag == "help" ? "-h, --help" : "--\(flag)" + (valueName.map { " <\($0)>" } ?? ""), help)
         }
-        options.append(("--dump-config", "Print the settings in effect as a config file, then exit."))
-        options.append(("--version", "Print the version, then exit."))
-        options.append(("-h, --help", "Show this help."))
         let column = 36
         var out = """
         OVERVIEW: Resolve Matrix server names for homeserver workers, with one shared persistent cache.

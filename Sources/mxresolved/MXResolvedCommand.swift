@@ -21,6 +21,10 @@ enum MXResolvedCommand {
             print(DaemonCommandLine.helpText, terminator: "")
         case .version:
             print(Wire.serverVersion)
+        case .manual:
+            print(DaemonReference.manual(date: today()), terminator: "")
+        case .completionScript(let shell):
+            print(DaemonReference.completionScript(shell: shell) ?? "", terminator: "")
         case .dumpConfig(let config):
             print(config.configFile, terminator: "")
         case .run(let config):
@@ -44,6 +48,16 @@ enum MXResolvedCommand {
             exit(1)
         }
         daemon.run()
+    }
+
+    /// "November 29, 2026", the man page's date.
+    static func today() -> String {
+        let months = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+                      "October", "November", "December"]
+        var now = time(nil)
+        var local = tm()
+        localtime_r(&now, &local)
+        return "\(months[Int(local.tm_mon)]) \(local.tm_mday), \(local.tm_year + 1900)"
     }
 
     static func readFile(_ path: String) -> String? {
