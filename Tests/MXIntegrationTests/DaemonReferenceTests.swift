@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 import MXResolve
 
 /// mxresolved's --version, man page and shell completions, from the real binary, read by the real

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 
 /// Installs the Debian package from scripts/package on this machine and runs what it installed:
 /// the daemon as the user its postinst created, with the Swift toolchain hidden, and mxresolvectl

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MXTestSupport
 
 /// The shipped systemd units and sysusers file, checked with systemd's own tools (no running systemd needed).
 final class ServiceUnitTests: XCTestCase {
