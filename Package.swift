@@ -51,7 +51,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "mxresolved", dependencies: [
-            "MXResolve",
+            "MXResolve", "MXProtocol",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "mxresolvectl", dependencies: [

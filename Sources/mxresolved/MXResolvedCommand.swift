@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MXResolve
+import MXProtocol
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MXTestSupport
 import MXResolve
+import MXProtocol
 
 /// mxresolved's --version, man page and shell completions, from the real binary, read by the real
 /// tools (groff, bash, zsh, fish).
