@@ -67,12 +67,22 @@ final class CacheServiceTests: XCTestCase {
 
     /// What a worker gets now: a cached reply, or a network one.
     func ask(_ name: String) -> ResolutionService.Reply {
+        // A hit may start a background refresh (refresh-ahead); it must land before the test moves
+        // the clock or changes the world, or it would resolve against the next step's state.
+        defer { settle() }
         if let hit = service.cachedReply(for: name) { return hit }
         let done = DispatchSemaphore(value: 0)
         let box = Mutex<ResolutionService.Reply?>(nil)
         service.resolve(name) { r in box.withLock { $0 = r }; done.signal() }
         XCTAssertEqual(done.wait(timeout: .now() + 5), .success)
         return box.withLock { $0 }!
+    }
+
+    /// Waits until no resolution is in flight (background refreshes included).
+    func settle() {
+        let end = Date().addingTimeInterval(5)
+        while service.inflightCount > 0 && Date() < end { usleep(200) }
+        XCTAssertEqual(service.inflightCount, 0, "background resolutions settle")
     }
 
     static func a(_ ip: String, ttl: UInt32) -> Result<AddressSet, DNSError> {
