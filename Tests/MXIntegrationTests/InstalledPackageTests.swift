@@ -20,6 +20,11 @@ final class InstalledPackageTests: XCTestCase {
         guard getuid() == 0 else { throw XCTSkip("installing a package needs root") }
         let deb = try Self.packagePath()
         XCTAssertTrue(FileManager.default.fileExists(atPath: deb), deb)
+        // The package is installed machine-wide: two test runs on one machine take turns.
+        let lock = open("/tmp/mxresolved-installed-package-test.lock", O_CREAT | O_RDWR, 0o644)
+        XCTAssertGreaterThanOrEqual(lock, 0)
+        flock(lock, LOCK_EX)
+        defer { close(lock) }
 
         let (installed, installOut, installErr) = try runCommand("/usr/bin/dpkg", ["-i", deb])
         XCTAssertEqual(installed, 0, installOut + installErr)
