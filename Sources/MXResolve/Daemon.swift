@@ -27,9 +27,17 @@ public final class Daemon: Sendable {
         self.config = config
         self.logger = logger
         try makeDirectories(config.stateDir)
-        store = try LMDBStore(directory: config.cacheDir, mapSizeBytes: config.cacheMapSizeMB << 20)
-        if let old = store.rebuiltFromFormat {
-            logger.warning("cache format \(old) is not this version's; rebuilt an empty cache", metadata: ["dir": "\(config.cacheDir)"])
+        // A cache not closed cleanly is verified by this program run as `--verify-cache` first, so
+        // that a damaged page crashes the child, not the daemon; writes that fail are logged once per episode.
+        store = try LMDBStore(directory: config.cacheDir, mapSizeBytes: config.cacheMapSizeMB << 20,
+                              verifier: CacheVerifier(arguments: ["--verify-cache"]),
+                              report: { [logger] event in
+                                  if case .writesFailing = event { logger.error("\(event)") } else { logger.notice("\(event)") }
+                              })
+        if let moved = store.movedAsidePath {
+            logger.error("\(store.rebuildReason ?? "the cache file was damaged"); moved it to \(moved) and started an empty cache")
+        } else if let reason = store.rebuildReason {
+            logger.warning("\(reason); started an empty cache", metadata: ["dir": "\(config.cacheDir)"])
         }
         var net = NetworkConfig()
         net.dnsServers = config.dnsServers.compactMap(DaemonConfig.parseDNSServer)

@@ -5,6 +5,9 @@ public enum DaemonCommandLine {
     public enum Action: Equatable {
         case run(DaemonConfig)
         case dumpConfig(DaemonConfig)
+        /// Walk the cache in a directory, print the verdict, exit 0 (sound) or 1 (damaged); the
+        /// daemon runs itself this way to verify a cache without risking its own process.
+        case verifyCache(directory: String)
         case help
         case version
         case manual
@@ -40,6 +43,10 @@ public enum DaemonCommandLine {
                 return .completionScript(shell: shell)
             }
             if argument == "--dump-config" { dump = true; continue }
+            if argument == "--verify-cache" {
+                guard let directory = rest.popFirst() else { throw .usage("--verify-cache needs a directory") }
+                return .verifyCache(directory: directory)
+            }
             guard argument.hasPrefix("--") else { throw .usage("unexpected argument '\(argument.prefix(100))'") }
             var name = String(argument.dropFirst(2))
             var value: String?

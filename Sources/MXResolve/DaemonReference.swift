@@ -7,6 +7,7 @@ public enum DaemonReference {
     static let commandFlags: [(flag: String, valueName: String?, help: String)] = [
         ("config", "FILE", "Config file of `key = value` lines."),
         ("dump-config", nil, "Print the settings in effect as a config file, then exit."),
+        ("verify-cache", "DIR", "Check the LMDB cache in DIR (STATE_DIR/cache) without changing it, then exit: 0 if sound, 1 if damaged."),
         ("version", nil, "Print the version, then exit."),
         ("help", nil, "Show the options, then exit."),
     ]

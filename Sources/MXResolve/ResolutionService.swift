@@ -218,6 +218,8 @@ public final class ResolutionService: Sendable {
         writer.sync { [self] in
             do {
                 try store.put(entry, lastUsed: lastUsed)
+            } catch is CacheStoreUnavailable {
+                // The store logs a failing disk once per episode, not once per write.
             } catch {
                 logger.error("cache write failed", metadata: ["name": "\(entry.serverName)", "error": "\(error)"])
             }

@@ -78,7 +78,7 @@ struct MXResolveCtl: ParsableCommand {
         abstract: "Query and manage mxresolved, the Matrix server-name resolver.",
         discussion: "Exit codes: 0 resolved/ok, 1 resolution failed, 2 usage error, 3 daemon not running.",
         version: Wire.serverVersion,
-        subcommands: [Query.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self])
+        subcommands: [Query.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self, VerifyCache.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; resolvectl and unbound-control users expect 2.
     static func main() {
@@ -217,7 +217,9 @@ struct ShowCache: ParsableCommand {
         let dir = "\(stateDir)/cache"
         let store: LMDBStore
         do {
-            store = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)
+            // A damaged page can crash whoever maps it: a child (this program's verify-cache) walks it first.
+            store = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true,
+                                  verifier: CacheVerifier(arguments: ["verify-cache", "--cache-dir"]))
         } catch {
             FileHandle.standardError.write(Data("mxresolvectl: daemon not running at \(socket.path) and no readable cache in \(dir): \(error)\n".utf8))
             throw Exit.notRunning
@@ -238,6 +240,18 @@ struct ShowCache: ParsableCommand {
             }
         }
         print("-- \(count) entries")
+    }
+}
+
+struct VerifyCache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the cache file offline, as the daemon does before opening one it did not close cleanly (exit 0 sound, 1 damaged).")
+    @Option(help: "State directory holding cache/.") var stateDir: String = "./.mxresolved"
+    @Option(help: "The cache directory itself (default: STATE_DIR/cache).") var cacheDir: String?
+    func run() throws {
+        let verdict = LMDBStore.verify(directory: cacheDir ?? "\(stateDir)/cache")
+        print(verdict)
+        if !verdict.isSound { throw Exit.failed }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MXResolve
+import MXAdapters
 import MXProtocol
 #if canImport(Glibc)
 import Glibc
@@ -28,6 +29,10 @@ enum MXResolvedCommand {
             print(DaemonReference.completionScript(shell: shell) ?? "", terminator: "")
         case .dumpConfig(let config):
             print(config.configFile, terminator: "")
+        case .verifyCache(let directory):
+            let verdict = LMDBStore.verify(directory: directory)
+            print(verdict)
+            exit(verdict.isSound ? 0 : 1)
         case .run(let config):
             run(config)
         }

@@ -152,14 +152,112 @@ final class LMDBStoreTests: XCTestCase {
         XCTAssertNotNil(again.get("new.example"))
     }
 
-    func testFileThatIsNotLMDBIsRebuilt() throws {
+    func testFileThatIsNotLMDBIsMovedAsideAndRebuilt() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try Data(repeating: 0x5A, count: 20000).write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+        XCTAssertThrowsError(try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)) {
+            XCTAssertEqual($0 as? LMDBStoreError, .damaged("meta page 0 is not an LMDB meta page"), "readers never rebuild")
+        }
         let store = try LMDBStore(directory: dir, mapSizeBytes: 1 << 20)
-        XCTAssertEqual(store.rebuiltFromFormat, "unreadable")
-        XCTAssertNotNil(store.rebuildReason)
+        XCTAssertEqual(store.rebuiltFromFormat, "damaged")
+        XCTAssertEqual(store.rebuildReason, "the cache file was damaged (meta page 0 is not an LMDB meta page)")
+        let aside = try XCTUnwrap(store.movedAsidePath)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: aside)), Data(repeating: 0x5A, count: 20000), "kept for a look")
         try store.put(Self.record("a.example"))
         XCTAssertNotNil(store.get("a.example"))
+    }
+
+    // MARK: Checking and verifying a file
+
+    /// A closed cache of `count` entries; returns its file's size.
+    @discardableResult
+    func closedCache(_ count: Int) throws -> Int {
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 8 << 20)
+        for i in 0..<count { try store.put(Self.record("v-\(i).example", payload: i % 7 == 0 ? 3000 : 80)) }
+        for i in stride(from: 0, to: count, by: 3) { store.delete("v-\(i).example") } // a free list to check too
+        store.close()
+        return try XCTUnwrap(FileManager.default.attributesOfItem(atPath: dir + "/data.mdb")[.size] as? Int)
+    }
+
+    func testVerificationWalksASoundFileAndMetaPagesMatchTheFile() throws {
+        let size = try closedCache(900)
+        XCTAssertEqual(LMDBStore.verify(directory: dir), .sound(entries: 600, pages: size / 4096))
+        guard case .sound(let meta) = LMDBFileCheck.inspect(dir + "/data.mdb") else { return XCTFail("inspect") }
+        XCTAssertEqual(meta.pageSize, 4096)
+        XCTAssertEqual((meta.lastPage + 1) * meta.pageSize, size, "the file ends with its last page")
+        XCTAssertEqual(LMDBStore.verify(directory: dir + "/nothing-here"), .sound(entries: 0, pages: 0))
+    }
+
+    func testTruncatedFileIsDamagedBeforeAnythingMapsIt() throws {
+        let size = try closedCache(300)
+        XCTAssertEqual(truncate(dir + "/data.mdb", off_t(size - 4096)), 0)
+        guard case .damaged(let why) = LMDBStore.verify(directory: dir) else { return XCTFail("truncation not seen") }
+        XCTAssertTrue(why.hasSuffix("truncated"), why)
+        XCTAssertThrowsError(try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true)) {
+            guard case .damaged? = $0 as? LMDBStoreError else { return XCTFail("\($0)") }
+        }
+        let store = try LMDBStore(directory: dir, mapSizeBytes: 8 << 20)
+        XCTAssertNotNil(store.movedAsidePath)
+        XCTAssertEqual(store.count, 0)
+    }
+
+    func testRecordFailingItsChecksumMakesTheFileDamaged() throws {
+        try closedCache(30)
+        var bytes = CacheRecord.encode(Self.record("v-1.example").entry, lastUsed: 1)
+        bytes[40] ^= 0x10
+        try rawPut(database: "entries", ["v-1.example": bytes])
+        XCTAssertEqual(LMDBStore.verify(directory: dir),
+                       .damaged("the record of 'v-1.example': cache record does not match its checksum"))
+    }
+
+    func testUnaccountedPagesMakeTheFileDamaged() throws {
+        let size = try closedCache(300)
+        // Zero the free list's root page: its pages are no longer accounted for.
+        let h = try XCTUnwrap(FileHandle(forUpdatingAtPath: dir + "/data.mdb"))
+        let metas = try XCTUnwrap(try h.read(upToCount: 4096 + 152))
+        func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(metas[at + $1]) << (8 * $1) } }
+        let newer = u64(144) >= u64(4096 + 144) ? 0 : 4096
+        let freeRoot = u64(newer + 80)
+        XCTAssertLessThan(freeRoot * 4096, size)
+        try h.seek(toOffset: UInt64(freeRoot * 4096 + 16))
+        try h.write(contentsOf: Data(repeating: 0, count: 4096 - 16))
+        try h.close()
+        guard case .damaged = LMDBStore.verify(directory: dir) else { return XCTFail("a zeroed free-list page was not seen") }
+    }
+
+    func testCleanCloseMarkSparesTheVerifierUntilTheFileChanges() throws {
+        try closedCache(10)
+        XCTAssertTrue(CleanCloseMark.matches(dir), "an orderly close leaves a matching mark")
+        // A verifier that cannot run makes an unmarked file unusable: only the mark lets it through.
+        let broken = CacheVerifier(executable: "/nonexistent/verifier", arguments: [])
+        XCTAssertEqual(broken.verify(dir), .unavailable("cannot run /nonexistent/verifier: No such file or directory"))
+        let reader = try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true, verifier: broken)
+        XCTAssertEqual(reader.count, 6)
+        reader.close()
+        try rawPut(database: "entries", ["extra.example": CacheRecord.encode(Self.record("extra.example").entry, lastUsed: 1)])
+        XCTAssertFalse(CleanCloseMark.matches(dir), "written since the mark")
+        XCTAssertThrowsError(try LMDBStore(directory: dir, mapSizeBytes: 0, readOnly: true, verifier: broken)) {
+            guard case .damaged(let why)? = $0 as? LMDBStoreError else { return XCTFail("\($0)") }
+            XCTAssertTrue(why.contains("could not be verified"), why)
+        }
+        do {
+            let writer = try LMDBStore(directory: dir, mapSizeBytes: 8 << 20)
+            XCTAssertFalse(CleanCloseMark.matches(dir), "a writer removes the mark before its first change")
+            writer.close()
+        }
+        XCTAssertTrue(CleanCloseMark.matches(dir))
+    }
+
+    func testAtMostTwoDamagedFilesAreKept() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for old in ["data.mdb.bad-20200101T000000Z", "data.mdb.bad-20210101T000000Z", "data.mdb.bad-20220101T000000Z"] {
+            _ = FileManager.default.createFile(atPath: dir + "/" + old, contents: Data([1]))
+        }
+        try Data(repeating: 1, count: 9000).write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+        let moved = try XCTUnwrap(LMDBStore.quarantine(dir))
+        let kept = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("data.mdb.bad-") }.sorted()
+        XCTAssertEqual(kept, ["data.mdb.bad-20220101T000000Z", (moved as NSString).lastPathComponent])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/data.mdb"))
     }
 
     func testCacheLeftOpenBeforeAnotherBootIsRebuiltButCleanCloseIsKept() throws {

@@ -75,7 +75,7 @@ final class CacheRecordTests: XCTestCase {
         let raised = try XCTUnwrap(bytes.withUnsafeBytes { CacheRecord.settingLastUsed(9, in: $0) })
         XCTAssertEqual(raised.withUnsafeBytes { CacheRecord.header($0) }?.lastUsed, 9)
         XCTAssertEqual(try CacheRecord.decode(key: "example.org", raised), e)
-        XCTAssertNil([UInt8](repeating: 2, count: 10).withUnsafeBytes { CacheRecord.header($0) })
+        XCTAssertNil([UInt8](repeating: 3, count: 10).withUnsafeBytes { CacheRecord.header($0) })
     }
 
     func testDamagedRecordsAreTypedErrorsNeverTraps() {
@@ -83,18 +83,20 @@ final class CacheRecordTests: XCTestCase {
         for n in 0..<bytes.count {
             XCTAssertThrowsError(try CacheRecord.decode(key: "example.org", Array(bytes.prefix(n))), "prefix \(n)")
         }
-        XCTAssertThrowsError(try CacheRecord.decode(key: "k", bytes + [0])) {
+        let body = Array(bytes.dropLast(4))
+        XCTAssertThrowsError(try CacheRecord.decode(key: "k", CacheRecord.sealed(body + [0]))) {
             XCTAssertEqual($0 as? CacheRecordError, .trailingBytes(1))
         }
         var old = bytes
-        old[0] = 1
-        XCTAssertThrowsError(try CacheRecord.decode(key: "k", old)) { XCTAssertEqual($0 as? CacheRecordError, .unknownVersion(1)) }
-        // Every single-byte corruption and random garbage: an error or some entry, never a crash or a huge allocation.
-        for i in 0..<bytes.count {
+        old[0] = 2
+        XCTAssertThrowsError(try CacheRecord.decode(key: "k", old)) { XCTAssertEqual($0 as? CacheRecordError, .unknownVersion(2)) }
+        // The parser behind the checksum, on every single-byte corruption and random garbage (sealed
+        // with a matching checksum, as a writer bug would be): an error or some entry, never a crash or a huge allocation.
+        for i in 0..<body.count {
             for v: UInt8 in [0, 1, 0x7f, 0x80, 0xff] {
-                var b = bytes
+                var b = body
                 b[i] = v
-                _ = try? CacheRecord.decode(key: "k", b)
+                _ = try? CacheRecord.decode(key: "k", CacheRecord.sealed(b))
             }
         }
         var rng = SystemRandomNumberGenerator()
@@ -102,10 +104,27 @@ final class CacheRecordTests: XCTestCase {
             var b = (0..<Int.random(in: 0..<80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             if !b.isEmpty { b[0] = CacheRecord.version }
             if b.count > 1 { b[1] &= 1 }
-            _ = try? CacheRecord.decode(key: "k", b)
+            _ = try? CacheRecord.decode(key: "k", CacheRecord.sealed(b))
         }
         let hugeCount: [UInt8] = Array(bytes.prefix(26)) + [0, 0, 1, 0x31, 0xff, 0xff, 0xff, 0xff, 0x0f]
-        XCTAssertThrowsError(try CacheRecord.decode(key: "k", hugeCount), "a count larger than the bytes left")
+        XCTAssertThrowsError(try CacheRecord.decode(key: "k", CacheRecord.sealed(hugeCount)), "a count larger than the bytes left")
+    }
+
+    func testEveryFlippedBitIsCaughtByTheChecksum() throws {
+        let bytes = CacheRecord.encode(typical(), lastUsed: 1)
+        try bytes.withUnsafeBytes { XCTAssertNoThrow(try CacheRecord.verify($0)) }
+        for i in 1..<bytes.count {
+            for bit in 0..<8 {
+                var b = bytes
+                b[i] ^= 1 << bit
+                XCTAssertThrowsError(try CacheRecord.decode(key: "example.org", b), "byte \(i) bit \(bit)") {
+                    XCTAssertEqual($0 as? CacheRecordError, .checksumMismatch)
+                }
+                XCTAssertNil(b.withUnsafeBytes { CacheRecord.header($0) }, "eviction sees a damaged header as unreadable")
+                XCTAssertNil(b.withUnsafeBytes { CacheRecord.settingLastUsed(5, in: $0) })
+            }
+        }
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283, "the CRC-32C check value")
     }
 
     func testByteCodingLimits() throws {

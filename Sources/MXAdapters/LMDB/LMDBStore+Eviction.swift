@@ -92,7 +92,7 @@ extension LMDBStore {
         mdb_env_close(env)
         self.env = nil
         Self.removeFiles(directory)
-        let opened = try Self.openWriter(directory: directory, mapSize: mapSize, flags: envFlags)
+        let opened = try Self.openWriter(directory: directory, mapSize: mapSize, flags: envFlags, verifier: nil)
         (self.env, dataDBI, metaDBI) = (opened.env, opened.data, opened.meta)
     }
 

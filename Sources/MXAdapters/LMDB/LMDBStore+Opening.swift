@@ -15,18 +15,19 @@ extension LMDBStore {
         var meta: MDB_dbi
         var rebuiltFromFormat: String?
         var reason: String?
+        var movedTo: String?
     }
 
-    static func openReadOnly(directory: String, mapSize: Int) throws -> Opened {
+    static func openReadOnly(directory: String, mapSize: Int, verifier: CacheVerifier?) throws -> Opened {
         guard access(directory + "/data.mdb", R_OK) == 0 else { throw LMDBStoreError.missing(path: directory) }
-        let flags = UInt32(MDB_RDONLY | MDB_NOTLS)
-        let env: OpaquePointer
-        do {
-            env = try openEnv(directory, mapSize: mapSize, flags: flags)
-        } catch LMDBStoreError.lmdb(_, let code) where code == EACCES && access(directory + "/lock.mdb", W_OK) != 0 {
-            // The lock file belongs to the daemon's user: read without registering as a reader.
-            env = try openEnv(directory, mapSize: mapSize, flags: flags | UInt32(MDB_NOLOCK))
-        }
+        if let damage = damageFound(directory, verifier: verifier) { throw LMDBStoreError.damaged(damage) }
+        var flags = UInt32(MDB_RDONLY | MDB_NOTLS)
+        // A lock file owned by the daemon's user, or one that cannot get its blocks (a full disk):
+        // read without registering as a reader (safe because no writer runs, see docs/caching.md).
+        let lockPath = directory + "/lock.mdb"
+        if access(lockPath, W_OK) != 0 && errno != ENOENT { flags |= UInt32(MDB_NOLOCK) }
+        else if (try? reserveLockFile(directory)) == nil { flags |= UInt32(MDB_NOLOCK) }
+        let env = try openEnv(directory, mapSize: mapSize, flags: flags)
         do {
             let txn = try begin(env, readOnly: true)
             var meta: MDB_dbi = 0, data: MDB_dbi = 0
@@ -48,37 +49,73 @@ extension LMDBStore {
         }
     }
 
-    /// Opens or creates the writer's environment, rebuilding it when it is not usable as is.
-    static func openWriter(directory: String, mapSize: Int, flags: UInt32) throws -> Opened {
-        var env: OpaquePointer
+    /// Why the cache file in `directory` must not be opened, or nil. The meta pages are checked
+    /// here (pread only); the full walk runs in `verifier`'s child process unless the file is
+    /// exactly as an orderly close left it (the clean-close mark matches it).
+    static func damageFound(_ directory: String, verifier: CacheVerifier?) -> String? {
+        if case .damaged(let why) = LMDBFileCheck.inspect(directory + "/data.mdb") { return why }
+        guard let verifier, !CleanCloseMark.matches(directory) else { return nil }
+        switch verifier.verify(directory) {
+        case .sound: return nil
+        case .damaged(let why): return why
+        case .unavailable(let why): return "it could not be verified (\(why))"
+        }
+    }
+
+    /// LMDB error codes that mean the file, not the system, is at fault.
+    static let damageCodes: Set<Int32> = [MDB_INVALID, MDB_VERSION_MISMATCH, MDB_CORRUPTED, MDB_PANIC, MDB_PAGE_NOTFOUND, MDB_BAD_TXN, MDB_BAD_DBI]
+
+    /// Opens or creates the writer's environment, rebuilding it when it is not usable as is. A
+    /// damaged file (`damageFound`, or LMDB reporting corruption while opening) is moved aside.
+    static func openWriter(directory: String, mapSize: Int, flags: UInt32, verifier: CacheVerifier?) throws -> Opened {
         var reason: String?
         var fromFormat: String?
+        var movedTo: String?
+        func setAside(_ why: String) {
+            movedTo = quarantine(directory)
+            reason = "the cache file was damaged (\(why))"
+            fromFormat = "damaged"
+        }
+        if let damage = damageFound(directory, verifier: verifier) { setAside(damage) }
+        CleanCloseMark.remove(directory) // the file changes from here on
+        try reserveLockFile(directory)
+        var env: OpaquePointer
         do {
             env = try openEnv(directory, mapSize: mapSize, flags: flags)
-        } catch LMDBStoreError.lmdb(let op, let code) where [MDB_INVALID, MDB_VERSION_MISMATCH, MDB_CORRUPTED, MDB_PANIC].contains(code) {
-            reason = "the cache file was unreadable (\(LMDBStoreError.lmdb(operation: op, code: code)))"
-            fromFormat = "unreadable"
-            removeFiles(directory)
+        } catch LMDBStoreError.lmdb(let op, let code) where damageCodes.contains(code) {
+            setAside("\(LMDBStoreError.lmdb(operation: op, code: code))")
+            try reserveLockFile(directory)
             env = try openEnv(directory, mapSize: mapSize, flags: flags)
         }
         var dead: Int32 = 0
         mdb_reader_check(env, &dead)
         do {
-            switch try prepare(env) {
+            var preparation: Preparation
+            do {
+                preparation = try prepare(env)
+            } catch LMDBStoreError.lmdb(let op, let code) where damageCodes.contains(code) {
+                mdb_env_close(env)
+                setAside("\(LMDBStoreError.lmdb(operation: op, code: code))")
+                try reserveLockFile(directory)
+                env = try openEnv(directory, mapSize: mapSize, flags: flags)
+                preparation = try prepare(env)
+            }
+            switch preparation {
             case .ready(let meta, let data, let previousFormat):
                 if let previousFormat {
                     fromFormat = previousFormat
                     reason = "the cache was written in format \(previousFormat), not \(formatVersion)"
                 }
-                return Opened(env: env, data: data, meta: meta, rebuiltFromFormat: fromFormat, reason: reason)
+                return Opened(env: env, data: data, meta: meta, rebuiltFromFormat: fromFormat, reason: reason, movedTo: movedTo)
             case .recreate(let why):
                 mdb_env_close(env)
                 removeFiles(directory)
+                try reserveLockFile(directory)
                 env = try openEnv(directory, mapSize: mapSize, flags: flags)
                 guard case .ready(let meta, let data, _) = try prepare(env) else {
                     throw LMDBStoreError.lmdb(operation: "recreate cache", code: MDB_INCOMPATIBLE)
                 }
-                return Opened(env: env, data: data, meta: meta, rebuiltFromFormat: fromFormat ?? "unknown", reason: why)
+                return Opened(env: env, data: data, meta: meta, rebuiltFromFormat: fromFormat ?? "unknown", reason: why, movedTo: movedTo)
             }
         } catch {
             mdb_env_close(env)
@@ -166,6 +203,55 @@ extension LMDBStore {
     static func removeFiles(_ directory: String) {
         unlink(directory + "/data.mdb")
         unlink(directory + "/lock.mdb")
+        CleanCloseMark.remove(directory)
+    }
+
+    /// LMDB's lock file for 512 readers is 32 896 bytes (64 per reader slot + 192), written through
+    /// a shared map: on a full file system, touching a page of it that has no block yet is SIGBUS.
+    /// Allocating its blocks first turns that into ENOSPC here; LMDB sizes its reader table to the
+    /// file it finds.
+    static let lockFileBytes = 40 << 10
+
+    static func reserveLockFile(_ directory: String) throws {
+        let path = directory + "/lock.mdb"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, fileMode)
+        guard fd >= 0 else { throw LMDBStoreError.system(operation: "open \(path)", errno: errno) }
+        defer { closeDescriptor(fd) }
+        var st = stat()
+        let size = fstat(fd, &st) == 0 ? max(Int(st.st_size), lockFileBytes) : lockFileBytes
+        let rc = posix_fallocate(fd, 0, off_t(size))
+        // (a file system without fallocate is left to LMDB as before)
+        guard rc == 0 || rc == EOPNOTSUPP || rc == EINVAL else {
+            throw LMDBStoreError.system(operation: "reserve \(path)", errno: rc)
+        }
+    }
+
+    /// Moves a damaged `data.mdb` aside as `data.mdb.bad-<UTC time>` (keeping the two newest such
+    /// files, for a look at what happened) and removes the lock file; returns the new path, nil if
+    /// the file could only be deleted.
+    static func quarantine(_ directory: String) -> String? {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let stamp = "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
+        var target: String? = directory + "/data.mdb.bad-" + stamp
+        if rename(directory + "/data.mdb", target!) != 0 {
+            unlink(directory + "/data.mdb")
+            target = nil
+        }
+        unlink(directory + "/lock.mdb")
+        CleanCloseMark.remove(directory)
+        var kept: [String] = []
+        if let dir = opendir(directory) {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                if name.hasPrefix("data.mdb.bad-") { kept.append(name) }
+            }
+            closedir(dir)
+        }
+        for old in kept.sorted().dropLast(2) { unlink(directory + "/" + old) }
+        return target
     }
 
     /// This boot's id (Linux), to tell a machine crash from a process crash; nil elsewhere.

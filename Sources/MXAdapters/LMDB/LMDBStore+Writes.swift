@@ -6,44 +6,50 @@ extension LMDBStore {
     /// Stores `entry` under its server name (replacing any record) and commits. When the map is full
     /// it evicts (expired entries first, then the least recently used) in separate transactions and
     /// retries; as a last resort it empties the cache. The write itself is never dropped: it is
-    /// committed when this returns, or this throws (`.recordTooLarge` if it cannot fit even alone).
+    /// committed when this returns, or this throws (`.recordTooLarge` if it cannot fit even alone;
+    /// `CacheStoreUnavailable` while the disk refuses writes, see `guardingStorage`).
     public func put(_ entry: CacheEntry, lastUsed: Double) throws {
         let key = Array(entry.serverName.utf8)
         guard Self.validKey(key) else { throw LMDBStoreError.invalidKey(entry.serverName) }
         guard !isReadOnly else { throw LMDBStoreError.readOnly }
         let value = CacheRecord.encode(entry, lastUsed: lastUsed)
-        try writer.withLock { _ in
-            let done = try gate.reading { () throws -> Bool in
+        try writer.withLock { state in
+            try guardingStorage(&state) { try putLocked(key: key, value: value) }
+        }
+    }
+
+    /// `put` with `writer` held.
+    private func putLocked(key: [UInt8], value: [UInt8]) throws {
+        let done = try gate.reading { () throws -> Bool in
+            guard let env else { throw LMDBStoreError.closed }
+            if evictsAhead { makeRoomAhead(env, keyBytes: key.count, valueBytes: value.count, protecting: key) }
+            var round = 0
+            while true {
+                let rc = putOnce(env, key: key, value: value)
+                if rc == 0 { return true }
+                guard rc == MDB_MAP_FULL else { throw LMDBStoreError.lmdb(operation: "put", code: rc) }
+                if round == 0 {
+                    var dead: Int32 = 0
+                    mdb_reader_check(env, &dead) // readers of crashed processes pin old pages
+                }
+                guard round < 6, evict(env, round: round, protecting: key) > 0 else { return false }
+                round += 1
+            }
+        }
+        if done { return }
+        // Eviction could not make room: drop everything else and write alone; if the free pages
+        // are too scattered for the record, start a new file (all free pages contiguous).
+        try gate.writing { () throws in
+            resetCount.add(1, ordering: .relaxed)
+            for recreate in [false, true] {
                 guard let env else { throw LMDBStoreError.closed }
-                if evictsAhead { makeRoomAhead(env, keyBytes: key.count, valueBytes: value.count, protecting: key) }
-                var round = 0
-                while true {
-                    let rc = putOnce(env, key: key, value: value)
-                    if rc == 0 { return true }
-                    guard rc == MDB_MAP_FULL else { throw LMDBStoreError.lmdb(operation: "put", code: rc) }
-                    if round == 0 {
-                        var dead: Int32 = 0
-                        mdb_reader_check(env, &dead) // readers of crashed processes pin old pages
-                    }
-                    guard round < 6, evict(env, round: round, protecting: key) > 0 else { return false }
-                    round += 1
-                }
+                try resetContents(env, recreate: recreate)
+                guard let env = self.env else { throw LMDBStoreError.closed }
+                let rc = putOnce(env, key: key, value: value)
+                if rc == 0 { return }
+                guard rc == MDB_MAP_FULL else { throw LMDBStoreError.lmdb(operation: "put", code: rc) }
             }
-            if done { return }
-            // Eviction could not make room: drop everything else and write alone; if the free pages
-            // are too scattered for the record, start a new file (all free pages contiguous).
-            try gate.writing { () throws in
-                resetCount.add(1, ordering: .relaxed)
-                for recreate in [false, true] {
-                    guard let env else { throw LMDBStoreError.closed }
-                    try resetContents(env, recreate: recreate)
-                    guard let env = self.env else { throw LMDBStoreError.closed }
-                    let rc = putOnce(env, key: key, value: value)
-                    if rc == 0 { return }
-                    guard rc == MDB_MAP_FULL else { throw LMDBStoreError.lmdb(operation: "put", code: rc) }
-                }
-                throw LMDBStoreError.recordTooLarge(bytes: value.count + key.count, mapSize: mapSize)
-            }
+            throw LMDBStoreError.recordTooLarge(bytes: value.count + key.count, mapSize: mapSize)
         }
     }
 
@@ -89,8 +95,9 @@ extension LMDBStore {
     @discardableResult
     public func touch(_ keys: [String: Double]) -> Int {
         guard !isReadOnly, !keys.isEmpty else { return 0 }
-        return writer.withLock { _ in
-            gate.reading {
+        return writer.withLock { state in
+            guard state.trouble == nil else { return 0 } // the disk refuses writes: a hint is not worth a retry
+            return gate.reading {
                 guard let env, let txn = try? Self.begin(env, readOnly: false) else { return 0 }
                 var updated = 0
                 for (key, when) in keys {

@@ -58,6 +58,8 @@ public enum CacheRecordError: Error, Sendable, Equatable, CustomStringConvertibl
     case invalid(field: String)
     /// Bytes left after the last field.
     case trailingBytes(Int)
+    /// The bytes do not match their CRC-32C: damaged after they were written.
+    case checksumMismatch
 
     public var description: String {
         switch self {
@@ -65,6 +67,7 @@ public enum CacheRecordError: Error, Sendable, Equatable, CustomStringConvertibl
         case .unknownVersion(let v): return "cache record layout \(v) is not \(CacheRecord.version)"
         case .invalid(let f): return "cache record has an invalid \(f)"
         case .trailingBytes(let n): return "cache record has \(n) bytes after its last field"
+        case .checksumMismatch: return "cache record does not match its checksum"
         }
     }
 }

@@ -3,18 +3,20 @@
 /// entry's, a success's last good answer is the answer itself, the TLS name and SNI are tags when
 /// they repeat the Host header; traces are not kept.
 ///
-/// Layout 2, little-endian. A fixed header the store reads without decoding the rest:
+/// Layout 3, little-endian. A fixed header the store reads without decoding the rest:
 ///
-///     [0] layout (2)   [1] flags (bit 0: failure)
+///     [0] layout (3)   [1] flags (bit 0: failure)
 ///     [2..9] lastUsed f64   [10..17] expiresAt f64   [18..25] fetchedAt f64
 ///
 /// then: consecutive failures (LEB128); the answer or the failure; the well-known's outcome,
-/// expiry, fetch time and failure count; the last good answer. Strings are LEB128 length + UTF-8,
-/// optionals a presence byte. Decoding checks every length against the bytes left and throws
-/// `CacheRecordError` on anything a writer does not produce.
+/// expiry, fetch time and failure count; the last good answer; last, the CRC-32C of every byte
+/// before it (u32). Strings are LEB128 length + UTF-8, optionals a presence byte. Decoding checks
+/// the checksum first, then every length against the bytes left, and throws `CacheRecordError` on
+/// anything a writer does not produce.
 public enum CacheRecord {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     static let headerSize = 26
+    static let checksumSize = 4
     static let lastUsedOffset = 2
     static let expiresAtOffset = 10
 
@@ -52,10 +54,39 @@ public enum CacheRecord {
         } else {
             w.u8(LastGood.none.rawValue)
         }
+        return sealed(w.bytes)
+    }
+
+    /// `body` with its checksum appended.
+    static func sealed(_ body: [UInt8]) -> [UInt8] {
+        var w = ByteWriter(capacity: body.count + checksumSize)
+        w.raw(body)
+        w.u32(CRC32C.checksum(body))
         return w.bytes
     }
 
+    /// The bytes before the checksum, when the layout is this one and the checksum matches.
+    static func verifiedBody(_ bytes: UnsafeRawBufferPointer) throws(CacheRecordError) -> UnsafeRawBufferPointer {
+        guard let layout = bytes.first else { throw .truncated(field: "layout") }
+        guard layout == version else { throw .unknownVersion(layout) }
+        guard bytes.count >= headerSize + checksumSize else { throw .truncated(field: "header") }
+        let body = UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - checksumSize)])
+        var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[body.count...]))
+        guard try r.u32("checksum") == CRC32C.checksum(body) else { throw .checksumMismatch }
+        return body
+    }
+
+    /// Checks the layout and checksum only (what a verification pass needs), without decoding.
+    public static func verify(_ bytes: UnsafeRawBufferPointer) throws(CacheRecordError) {
+        _ = try verifiedBody(bytes)
+    }
+
     public static func decode(key: String, _ bytes: UnsafeRawBufferPointer) throws(CacheRecordError) -> CacheEntry {
+        try decodeBody(key: key, try verifiedBody(bytes))
+    }
+
+    /// Decodes the bytes before the checksum.
+    static func decodeBody(key: String, _ bytes: UnsafeRawBufferPointer) throws(CacheRecordError) -> CacheEntry {
         var r = ByteReader(bytes)
         let layout = try r.u8("layout")
         guard layout == version else { throw .unknownVersion(layout) }
@@ -96,23 +127,24 @@ public enum CacheRecord {
         try bytes.withUnsafeBytes { raw in Result { () throws(CacheRecordError) in try decode(key: key, raw) } }.get()
     }
 
-    /// The fixed header; nil when `bytes` is not a record of this layout.
+    /// The fixed header; nil when `bytes` is not a record of this layout or its checksum does not match.
     public static func header(_ bytes: UnsafeRawBufferPointer) -> Header? {
-        guard bytes.count >= headerSize, bytes[0] == version, bytes[1] & ~1 == 0 else { return nil }
-        var r = ByteReader(bytes)
+        guard let body = try? verifiedBody(bytes), bytes[1] & ~1 == 0 else { return nil }
+        var r = ByteReader(body)
         _ = try? r.take(lastUsedOffset, "header")
         guard let lastUsed = try? r.f64("lastUsed"), let expiresAt = try? r.f64("expiresAt") else { return nil }
         return Header(isFailure: bytes[1] & 1 != 0, lastUsed: lastUsed, expiresAt: expiresAt)
     }
 
-    /// `bytes` with its last-use time replaced (the store raises it in place, without decoding).
+    /// `bytes` with its last-use time replaced and the checksum renewed (the store raises it in
+    /// place, without decoding); nil when `bytes` is not a sound record of this layout.
     public static func settingLastUsed(_ lastUsed: Double, in bytes: UnsafeRawBufferPointer) -> [UInt8]? {
         guard header(bytes) != nil else { return nil }
         var w = ByteWriter(capacity: 8)
         w.f64(lastUsed)
-        var out = Array(bytes)
-        out.replaceSubrange(lastUsedOffset..<lastUsedOffset + 8, with: w.bytes)
-        return out
+        var body = Array(bytes.dropLast(checksumSize))
+        body.replaceSubrange(lastUsedOffset..<lastUsedOffset + 8, with: w.bytes)
+        return sealed(body)
     }
 
     // MARK: Parts

@@ -19,6 +19,14 @@ public protocol CacheStore: AnyObject, Sendable {
     var statistics: CacheStoreStatistics { get }
 }
 
+/// What `put` throws while the store cannot write at all (a full disk): the store reports such an
+/// episode once, when it starts and when it ends, so callers need not log each write it refuses.
+public struct CacheStoreUnavailable: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { "the cache cannot be written: \(reason)" }
+}
+
 public struct CacheScanPage: Sendable {
     public var entries: [CacheEntry]
     /// The key to pass as `after` for the next page; nil at the end.
