@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MXTestSupport
 import MXResolve
+import MXProtocol
 
 /// A damaged cache file or a full disk never takes the real daemon (or `mxresolvectl show-cache`)
 /// down: the file is checked, verified in a child process, moved aside with one log line and
