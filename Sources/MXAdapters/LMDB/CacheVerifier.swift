@@ -14,10 +14,19 @@ public struct CacheVerifier: Sendable {
     /// A walk of the largest map takes well under a second; a child that loops on a damaged page is killed.
     public var timeoutSeconds: Double
 
-    public init(executable: String = "/proc/self/exe", arguments: [String], timeoutSeconds: Double = 60) {
+    public init(executable: String = CacheVerifier.thisProgram, arguments: [String], timeoutSeconds: Double = 60) {
         self.executable = executable
         self.arguments = arguments
         self.timeoutSeconds = timeoutSeconds
+    }
+
+    /// The running program's own file (still the same file if it was replaced on disk since, on Linux).
+    public static var thisProgram: String {
+        #if os(Linux)
+        return "/proc/self/exe"
+        #else
+        return CommandLine.arguments[0]
+        #endif
     }
 
     /// What the child's exit says: 0 sound, 1 damaged (its last output line says why), killed by a
