@@ -41,7 +41,7 @@ final class DaemonReferenceTests: XCTestCase {
         XCTAssertEqual(try bashComplete(script, ["mxresolved", "--log-level", "w"]), ["warning"])
         XCTAssertEqual(try bashComplete(script, ["mxresolved", "--dns-tries", ""]), [], "a number: nothing to offer")
         let all = try bashComplete(script, ["mxresolved", "--"])
-        XCTAssertEqual(Set(all), Set(DaemonConfig.keys.map { "--\($0)" } + ["--config", "--dump-config", "--version", "--help"]))
+        XCTAssertEqual(Set(all), Set(DaemonConfig.keys.map { "--\($0)" } + ["--config", "--dump-config", "--verify-cache", "--version", "--help"]))
     }
 
     func testFishCompletesFlagsAndLogLevels() throws {
