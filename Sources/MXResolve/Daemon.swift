@@ -32,7 +32,7 @@ public final class Daemon: Sendable {
         store = try LMDBStore(directory: config.cacheDir, mapSizeBytes: config.cacheMapSizeMB << 20,
                               verifier: CacheVerifier(arguments: ["--verify-cache"]),
                               report: { [logger] event in
-                                  if case .writesFailing = event { logger.error("\(event)") } else { logger.notice("\(event)") }
+                                  if case .writesRecovered = event { logger.notice("\(event)") } else { logger.error("\(event)") }
                               })
         if let moved = store.movedAsidePath {
             logger.error("\(store.rebuildReason ?? "the cache file was damaged"); moved it to \(moved) and started an empty cache")

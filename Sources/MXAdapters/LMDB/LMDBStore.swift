@@ -34,6 +34,8 @@ public final class LMDBStore: CacheStore, @unchecked Sendable {
     public enum Event: Sendable, Equatable, CustomStringConvertible {
         case writesFailing(String)
         case writesRecovered(refused: Int, seconds: Int)
+        /// Reopening after a write failure found the file damaged and moved it aside.
+        case movedAside(reason: String, path: String)
 
         public var description: String {
             switch self {
@@ -41,6 +43,8 @@ public final class LMDBStore: CacheStore, @unchecked Sendable {
                 return "cache writes fail (\(why)); answers are served but not persisted, retrying every \(Int(LMDBStore.writeRetrySeconds)) s"
             case .writesRecovered(let refused, let seconds):
                 return "cache writes work again after \(seconds) s (\(refused) writes were not persisted)"
+            case .movedAside(let reason, let path):
+                return "\(reason); moved it to \(path) and started an empty cache"
             }
         }
     }
@@ -227,6 +231,7 @@ public final class LMDBStore: CacheStore, @unchecked Sendable {
             try makeDirectoriesOrThrow(directory)
             let opened = try Self.openWriter(directory: directory, mapSize: mapSize, flags: envFlags, verifier: nil)
             (env, dataDBI, metaDBI) = (opened.env, opened.data, opened.meta)
+            if let path = opened.movedTo { report(.movedAside(reason: opened.reason ?? "the cache file was damaged", path: path)) }
         }
     }
 }
