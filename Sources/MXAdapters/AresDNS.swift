@@ -88,15 +88,23 @@ final class AresDNS {
         guard rc == ARES_SUCCESS, let channel else {
             throw .ares("ares_init_options: \(String(cString: ares_strerror(rc)))")
         }
-        if !servers.isEmpty {
-            let csv = servers.joined(separator: ",")
-            let src = ares_set_servers_ports_csv(channel, csv)
-            guard src == ARES_SUCCESS else {
-                ares_destroy(channel)
-                throw .ares("bad DNS server list '\(csv)': \(String(cString: ares_strerror(src)))")
-            }
+        if !servers.isEmpty, let problem = Self.useServers(servers, on: channel) {
+            ares_destroy(channel)
+            throw .ares(problem)
         }
         self.channel = channel
+    }
+
+    /// Loop thread: later queries go to `servers` (non-empty); queries in flight finish where they
+    /// are. Returns why the list was refused, in which case the servers stay as they were.
+    func setServers(_ servers: [String]) -> String? {
+        Self.useServers(servers, on: channel)
+    }
+
+    private static func useServers(_ servers: [String], on channel: ares_channel) -> String? {
+        let csv = servers.joined(separator: ",")
+        let rc = ares_set_servers_ports_csv(channel, csv)
+        return rc == ARES_SUCCESS ? nil : "bad DNS server list '\(csv)': \(String(cString: ares_strerror(rc)))"
     }
 
     /// Loop thread: queue a query (started at once if under the in-flight cap).

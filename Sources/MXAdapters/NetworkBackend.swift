@@ -104,6 +104,24 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     /// handles and ends the I/O threads. Later calls complete at once with an error.
     public func stop() { loops.forEach { $0.stop() } }
 
+    /// Later DNS queries go to `servers` (non-empty), set on the DNS thread; `completion` gets why
+    /// the list was refused, or nil.
+    public func setDNSServers(_ servers: [String], completion: @escaping @Sendable (String?) -> Void) {
+        dnsLoop.submit(IOLoop.Job(run: { loop in completion(loop.dns.setServers(servers)) },
+                                  cancel: { completion("the DNS thread has stopped") }))
+    }
+
+    /// Trusts `path` (nil: none) as the extra CA file from the next handshake on; returns why it
+    /// could not be loaded, in which case the trusted CAs stay as they were.
+    public func setExtraCAFile(_ path: String?) -> String? { trust.replaceCAFile(path) }
+
+    /// Every I/O thread runs a no-op job; `completion` runs once when all have (a liveness probe).
+    public func probe(_ completion: @escaping @Sendable () -> Void) {
+        let left = Synchronization.Atomic<Int>(loops.count)
+        let done: @Sendable () -> Void = { if left.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { completion() } }
+        for loop in loops { loop.submit(IOLoop.Job(run: { _ in done() }, cancel: {})) }
+    }
+
     public var counterSnapshot: NetworkCounters { counters.snapshot() }
     public func resetCounters() { counters.reset() }
 

@@ -26,6 +26,7 @@ final class TrustStore: Sendable {
 
     private struct State {
         var store: OpaquePointer
+        var caFile: String?
         var versions: [Version]
         var checkedAtMs: Int
         var builds = 1
@@ -34,7 +35,6 @@ final class TrustStore: Sendable {
 
     static let defaultCheckIntervalMs = NetworkConfig().trustCheckIntervalMs
 
-    let caFile: String?
     let caDirectory: String
     let checkIntervalMs: Int
     private let clockMs: @Sendable () -> Int
@@ -43,7 +43,6 @@ final class TrustStore: Sendable {
     /// `caDirectory` nil: OpenSSL's default certificate directory.
     init(caFile: String?, caDirectory: String?, checkIntervalMs: Int = TrustStore.defaultCheckIntervalMs,
          clockMs: @escaping @Sendable () -> Int = CurlHTTPS.monotonicMs) throws(NetworkSetupError) {
-        self.caFile = caFile
         self.caDirectory = caDirectory ?? String(cString: X509_get_default_cert_dir())
         self.checkIntervalMs = max(0, checkIntervalMs)
         self.clockMs = clockMs
@@ -53,7 +52,7 @@ final class TrustStore: Sendable {
         case .success(let built): store = built
         case .failure(let message): throw .caFile(message)
         }
-        state = Mutex(State(store: store, versions: versions, checkedAtMs: clockMs()))
+        state = Mutex(State(store: store, caFile: caFile, versions: versions, checkedAtMs: clockMs()))
     }
 
     deinit {
@@ -73,13 +72,35 @@ final class TrustStore: Sendable {
         withCheckedState { _ in }
     }
 
+    /// Trusts `path` (nil: no extra file) instead of the current `ca-file`, from the next handshake
+    /// on. A file that cannot be loaded changes nothing; the reason is returned.
+    func replaceCAFile(_ path: String?) -> String? {
+        let caDirectory = caDirectory
+        return state.withLock { s in
+            switch Self.build(caFile: path, caDirectory: caDirectory) {
+            case .success(let store):
+                X509_STORE_free(s.store)
+                s.store = store
+                s.caFile = path
+                s.versions = Self.versions(of: [path, caDirectory])
+                s.builds += 1
+                s.lastError = nil
+                return nil
+            case .failure(let message):
+                return message
+            }
+        }
+    }
+
+    var caFile: String? { state.withLock { $0.caFile } }
+
     private func withCheckedState(_ body: (inout State) -> Void) {
         let now = clockMs()
-        let (caFile, caDirectory, interval) = (caFile, caDirectory, checkIntervalMs)
+        let (caDirectory, interval) = (caDirectory, checkIntervalMs)
         state.withLock { s in
             if now - s.checkedAtMs >= interval {
                 s.checkedAtMs = now
-                Self.rebuildIfChanged(&s, caFile: caFile, caDirectory: caDirectory)
+                Self.rebuildIfChanged(&s, caFile: s.caFile, caDirectory: caDirectory)
             }
             body(&s)
         }

@@ -10,14 +10,20 @@ public final class ServerResolver: Sendable {
     public typealias Completion = @Sendable (Result<Resolution, ResolutionFailure>) -> Void
 
     let backend: any LookupBackend
-    let settings: ResolverSettings
+    private let currentSettings: Mutex<ResolverSettings>
     /// Runs each resolution's deadline.
     let scheduler: any Scheduler
 
     public init(backend: any LookupBackend, settings: ResolverSettings, scheduler: any Scheduler) {
         self.backend = backend
-        self.settings = settings
+        self.currentSettings = Mutex(settings)
         self.scheduler = scheduler
+    }
+
+    /// The settings new resolutions start with; each resolution keeps the ones it started with.
+    public var settings: ResolverSettings {
+        get { currentSettings.withLock { $0 } }
+        set { currentSettings.withLock { $0 = newValue } }
     }
 
     /// Resolves `serverName`. `knownWellKnown`, when given, is a still-fresh well-known result from
@@ -26,7 +32,8 @@ public final class ServerResolver: Sendable {
     @discardableResult
     public func resolve(_ serverName: String, knownWellKnown: WellKnownOutcome? = nil,
                         completion: @escaping Completion) -> ResolutionHandle {
-        let run = Run(serverName: serverName, resolver: self, completion: completion)
+        let settings = self.settings
+        let run = Run(serverName: serverName, resolver: self, settings: settings, completion: completion)
         let deadline = settings.resolutionTimeoutMs
         // Holds the run until the deadline even if a backend drops its callbacks; a no-op once finished.
         scheduler.schedule(afterMilliseconds: deadline) {
@@ -47,17 +54,18 @@ public struct ResolutionHandle: Sendable {
 final class Run: Sendable {
     let serverName: String
     let resolver: ServerResolver
+    let settings: ResolverSettings
     private let state: Mutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
     private let warnings = Mutex<Set<ResolutionWarning>>([])
 
-    init(serverName: String, resolver: ServerResolver, completion: @escaping ServerResolver.Completion) {
+    init(serverName: String, resolver: ServerResolver, settings: ResolverSettings, completion: @escaping ServerResolver.Completion) {
         self.serverName = serverName
         self.resolver = resolver
+        self.settings = settings
         self.state = Mutex((completion, [], nil))
     }
 
     var backend: any LookupBackend { resolver.backend }
-    var settings: ResolverSettings { resolver.settings }
 
     func finish(_ resolution: Resolution) {
         complete { trace, wellKnown in
