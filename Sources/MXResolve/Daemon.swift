@@ -20,12 +20,26 @@ public final class Daemon: Sendable {
     let service: ResolutionService
     let handler: RequestHandler
     let server: SocketServer
-    private let sources = SourceBox()
+    let sources = SourceBox()
+    /// Runs the signal handlers one at a time.
+    let signalQueue = DispatchQueue(label: "mxresolved.signals")
+    /// systemd's notification socket (READY, RELOADING, STOPPING, WATCHDOG); nil outside systemd.
+    let notifier = SystemdNotifier()
+    /// The settings in force: `config` plus what reloads applied.
+    let runningConfig: Mutex<DaemonConfig>
+    /// Reads the settings again for a reload (SIGHUP): the config file and the same flags.
+    let reread: (@Sendable () throws -> DaemonConfig)?
+    let logLevel: LogLevelSwitch?
 
-    public init(config: DaemonConfig, logger: Logger) throws {
+    /// `logLevel`: the level every logger of the process follows, changed by reloads.
+    public init(config: DaemonConfig, logger: Logger, logLevel: LogLevelSwitch? = nil,
+                reread: (@Sendable () throws -> DaemonConfig)? = nil) throws {
         _ = clinux_limit_malloc_arenas(2)
         self.config = config
         self.logger = logger
+        self.runningConfig = Mutex(config)
+        self.reread = reread
+        self.logLevel = logLevel
         try makeDirectories(config.stateDir)
         // A cache not closed cleanly is verified by this program run as `--verify-cache` first, so
         // that a damaged page crashes the child, not the daemon; writes that fail are logged once per episode.
@@ -72,7 +86,9 @@ public final class Daemon: Sendable {
         }
     }
 
-    /// Serves until SIGTERM/SIGINT, then shuts down cleanly and exits.
+    var statusLine: String { "serving on \(config.socketPath)" }
+
+    /// Serves until SIGTERM/SIGINT, then shuts down cleanly and exits; SIGHUP reloads.
     public func run() -> Never {
         signal(SIGPIPE, SIG_IGN)
         // Every worker holds a connection: lift the soft descriptor limit to the hard one.
@@ -91,18 +107,22 @@ public final class Daemon: Sendable {
         t.setEventHandler { [service] in service.flushTouches() }
         t.resume()
         sources.set(t)
-        for sig in [SIGTERM, SIGINT] {
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
             signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { [self] in shutdown(signal: sig) }
+            // One queue for all three: a reload never overlaps another or a shutdown.
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            s.setEventHandler { [self] in if sig == SIGHUP { reload() } else { shutdown(signal: sig) } }
             s.resume()
             sources.set(s)
         }
+        notifier?.send("READY=1\nSTATUS=\(statusLine)")
+        startWatchdog()
         dispatchMain()
     }
 
     /// Stop accepting, answer what is in flight (bounded), sync and close LMDB, remove the socket.
     func shutdown(signal: Int32) -> Never {
+        notifier?.send("STOPPING=1\nSTATUS=stopping")
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         server.stopAccepting()
         let deadline = wallClockSeconds() + 5

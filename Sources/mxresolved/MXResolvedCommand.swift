@@ -11,9 +11,10 @@ import Glibc
 @main
 enum MXResolvedCommand {
     static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
         let action: DaemonCommandLine.Action
         do {
-            action = try DaemonCommandLine.parse(Array(CommandLine.arguments.dropFirst()), readFile: readFile)
+            action = try DaemonCommandLine.parse(arguments, readFile: readFile)
         } catch {
             writeStderr("mxresolved: \(error)\n")
             exit(2)
@@ -34,21 +35,23 @@ enum MXResolvedCommand {
             print(verdict)
             exit(verdict.isSound ? 0 : 1)
         case .run(let config):
-            run(config)
+            run(config, arguments: arguments)
         }
     }
 
-    static func run(_ config: DaemonConfig) -> Never {
-        let level = Logger.Level(rawValue: config.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+    static func run(_ config: DaemonConfig, arguments: [String]) -> Never {
+        let level = LogLevelSwitch(Logger.Level(rawValue: config.logLevel) ?? .info)
+        let format = DaemonLogHandler.detectFormat()
+        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "mxresolved")
         let daemon: Daemon
         do {
-            daemon = try Daemon(config: config, logger: logger)
+            daemon = try Daemon(config: config, logger: logger, logLevel: level, reread: {
+                guard case .run(let config) = try DaemonCommandLine.parse(arguments, readFile: readFile) else {
+                    throw DaemonCommandLine.Failure.usage("the command line no longer runs the daemon")
+                }
+                return config
+            })
         } catch {
             writeStderr("mxresolved: \(error)\n")
             exit(1)
