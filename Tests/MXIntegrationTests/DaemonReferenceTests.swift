@@ -18,10 +18,12 @@ final class DaemonReferenceTests: XCTestCase {
         XCTAssertEqual(ctlOut, Wire.serverVersion + "\n")
     }
 
-    /// The page renders without a groff warning and documents every setting as a flag.
+    /// The page renders without a groff warning and documents every setting as a flag and SIGHUP.
     func testManualListsEverySettingAndRendersCleanly() throws {
-        let (status, page, _) = try runCommand(daemon, ["--generate-manual"])
+        let (status, generated, _) = try runCommand(daemon, ["--generate-manual"])
         XCTAssertEqual(status, 0)
+        // As scripts/package installs it: the hand-written sections follow.
+        let page = generated + (try String(contentsOfFile: "\(TestWorld.repoRoot)/dist/man/mxresolved.8.in", encoding: .utf8))
         let path = NSTemporaryDirectory() + "mxresolved-\(getpid()).8"
         try page.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -33,6 +35,8 @@ final class DaemonReferenceTests: XCTestCase {
             XCTAssertTrue(text.contains("--\(setting.key) \(setting.valueName)"), "man page lists --\(setting.key)")
             XCTAssertTrue(text.contains(setting.helpWithDefault), "man page has the help of --\(setting.key)")
         }
+        XCTAssertTrue(text.contains("SIGHUP"))
+        XCTAssertTrue(text.contains("SocketGroup=matrix-synapse"))
     }
 
     func testBashCompletesFlagsAndLogLevels() throws {

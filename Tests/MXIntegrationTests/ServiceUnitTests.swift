@@ -18,8 +18,13 @@ final class ServiceUnitTests: XCTestCase {
         XCTAssertLessThanOrEqual(exposure, 2.0, out)
     }
 
-    func testServiceWaitsForTheNetworkAndRunsAsItsUser() throws {
+    func testServiceIsNotifyWithWatchdogReloadAndNetworkOnline() throws {
         let unit = try UnitFile(path: "\(Self.dist)/mxresolved.service")
+        XCTAssertEqual(unit["Service", "Type"], ["notify"])
+        XCTAssertEqual(unit["Service", "NotifyAccess"], ["main"])
+        let watchdog = try XCTUnwrap(unit["Service", "WatchdogSec"].first)
+        XCTAssertFalse(["0", "infinity", ""].contains(watchdog))
+        XCTAssertEqual(unit["Service", "ExecReload"], ["/bin/kill -HUP $MAINPID"])
         XCTAssertTrue(unit["Unit", "Wants"].contains("network-online.target"))
         XCTAssertTrue(unit["Unit", "After"].contains("network-online.target"))
         XCTAssertEqual(unit["Service", "User"], ["mxresolved"])
