@@ -2,6 +2,7 @@
 dig and curl (pinned with --resolve, never the system resolver), tear down."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,10 @@ def run(tool, block, keep):
     left = [ln for ln in sh(["ps", "-eo", "pid,args"])[1].splitlines() if d in ln]
     ok(not left, "down leaves no process", left)
     wd = watch_test(tool, block, scen)
+    cd = wildcard_test(tool, block)
     if not FAILS and not keep:  # keep the logs of a failed run for inspection
-        shutil.rmtree(d, ignore_errors=True)
-        shutil.rmtree(wd, ignore_errors=True)
+        for x in (d, wd, cd):
+            shutil.rmtree(x, ignore_errors=True)
     print(f"{'FAILED ' + str(len(FAILS)) if FAILS else 'all ok'} in {time.time() - t0:.1f}s")
     return 1 if FAILS else 0
 
@@ -174,4 +176,40 @@ def watch_test(tool, block, scen):
             break
         time.sleep(0.1)
     ok(not left, "--watch-pid: world torn down after the watched process exits", left)
+    return d
+
+
+def wildcard_test(tool, block):
+    """`wildcard_cert`: one `*.PARENT` SAN, plain hosts from shared server blocks, the rest as usual."""
+    d = tempfile.mkdtemp(prefix="testworld-check-wildcard-")
+    scen = os.path.join(d, "wildcard.json")
+    with open(scen, "w") as f:
+        json.dump({"wildcard_cert": True, "names": {
+            "a.wc.test": {"wellknown": {"json": {"m.server": "a.example:443"}, "headers": {"Cache-Control": "max-age=60"}}},
+            "b.wc.test": {"wellknown": {"json": {"m.server": "b.example:443"}, "headers": {"Cache-Control": "max-age=60"}}},
+            "c.wc.test": {"wellknown": {"body": "plain", "headers": {"Cache-Control": "no-store"}}},
+            "r.wc.test": {"wellknown": {"redirect": "https://a.wc.test/.well-known/matrix/server"}},
+            "top.test": {"wellknown": {"json": {"m.server": "top.example:443"}}},
+            "bad.wc.test": {"wellknown": {"cert": "wrong-name", "json": {}}}}}, f)
+    print("wildcard_cert:")
+    rc, out, err = sh([tool, "up", "--dir", d, "--ip-block", block, scen], timeout=30)
+    ok(rc == 0, "up with wildcard_cert", err)
+    if rc:
+        return d
+    try:
+        w = json.loads(out)
+        _, san, _ = sh(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", os.path.join(d, "certs", "valid.pem")])
+        names = sorted(re.findall(r"DNS:([^,\s]+)", san))
+        ok(names == ["*.wc.test", "top.test"], "one *.PARENT SAN per parent, a host under a TLD as itself", names)
+        for host, body, cc in (("a.wc.test", '"a.example:443"', "max-age=60"), ("b.wc.test", '"b.example:443"', "max-age=60"),
+                               ("c.wc.test", "plain", "no-store"), ("top.test", '"top.example:443"', None)):
+            rc, code, _, out, err = curl(w, host)
+            ok(rc == 0 and code == 200 and body in out and (cc is None or f"cache-control: {cc}" in out.lower()),
+               f"{host}: its own body and headers through the wildcard certificate", (rc, code, out[-300:], err))
+        rc, code, _, out, _ = curl(w, "r.wc.test")
+        ok(rc == 0 and code == 302 and "location: https://a.wc.test/" in out.lower(), "redirect host keeps its own block", out[-300:])
+        rc, _, _, _, err = curl(w, "bad.wc.test")
+        ok(rc == 60, "wrong-name host keeps its own certificate (curl 60)", (rc, err))
+    finally:
+        sh([tool, "down", "--dir", d])
     return d
