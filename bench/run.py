@@ -7,7 +7,7 @@ Everything runs on this machine over loopback: Unix sockets, and a test world (s
 on 127.0.70.0/24. Work files go to .build/bench/run/. Raw figures are kept in .build/bench/raw.json
 and embedded in the report.
 """
-import argparse, datetime, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, time
+import argparse, datetime, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ap = argparse.ArgumentParser()
@@ -18,7 +18,7 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--smoke", action="store_true")
 ap.add_argument("--commit", default="")
 ap.add_argument("--dirty", default="")
-ap.add_argument("--only", default="1,2,3,4,5,profile")
+ap.add_argument("--only", default="1,2,callgrind,3,4,5,profile")
 A = ap.parse_args()
 SMOKE = A.smoke
 ONLY = set(A.only.split(","))
@@ -28,7 +28,7 @@ MXR = os.path.join(A.bin, "mxresolved")
 LOADGEN = os.path.join(A.tools, "loadgen")
 ECHO = os.path.join(A.tools, "echo")
 PY = os.path.join(A.venv, "bin/python")
-RAW = {"commit": A.commit, "dirty": A.dirty.strip(), "smoke": SMOKE, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+RAW = {"commit": A.commit, "dirty": A.dirty.strip(), "smoke": SMOKE, "cpus": os.cpu_count(), "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 FAIL = []
 T_START = time.monotonic()
 
@@ -67,16 +67,16 @@ def wait_socket(path, timeout=10.0):
 
 
 class Daemon:
-    def __init__(self, name, extra=(), pin=None, fresh=True):
+    def __init__(self, name, extra=(), pin=None, fresh=True, wrap=(), env=None, start_timeout=10.0):
         self.dir = os.path.join(WORK, name)
         if fresh:
             shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir, exist_ok=True)
         self.sock = os.path.join(self.dir, "s.sock")
-        self.args = pin_prefix(pin) + [MXR, "--state-dir", self.dir, "--socket", self.sock, "--log-level", "info"] + list(extra)
+        self.args = pin_prefix(pin) + list(wrap) + [MXR, "--state-dir", self.dir, "--socket", self.sock, "--log-level", "info"] + list(extra)
         self.logf = open(os.path.join(self.dir, "daemon.log"), "a")
-        self.p = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT)
-        if not wait_socket(self.sock):
+        self.p = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        if not wait_socket(self.sock, start_timeout):
             raise SystemExit(f"daemon did not start: {self.args}")
 
     def status(self):
@@ -101,15 +101,15 @@ class Daemon:
         s.close()
         return buf.decode()
 
-    def stop(self):
+    def stop(self, timeout=15):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
             try:
-                self.p.wait(15)
+                self.p.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
-                check(False, "daemon did not exit within 15 s of SIGTERM")
+                check(False, f"daemon did not exit within {timeout} s of SIGTERM")
         self.logf.close()
         return self.p.returncode
 
@@ -191,9 +191,11 @@ WORLD = {}
 
 def world_up():
     wdir = os.path.join(WORK, "world")
-    n, wk = (200, 100) if SMOKE else (10000, 1000)
+    n = 200 if SMOKE else 10000
+    wk = n  # every name has its own well-known host (one wildcard certificate for all of them)
     scen, names = os.path.join(WORK, "scenario.json"), os.path.join(WORK, "names.txt")
-    sh([sys.executable, os.path.join(ROOT, "bench/gen_scenario.py"), str(n), "bench.test", BLOCK, scen, names, str(wk)], check=True)
+    sh([sys.executable, os.path.join(ROOT, "bench/gen_scenario.py"), "--wildcard-cert", str(n), "bench.test", BLOCK, scen, names, str(wk)],
+       check=True)
     with open(names) as f:
         allnames = f.read().split()
     for k, cnt in (("n1k", 100 if SMOKE else 1000), ("n10k", n)):
@@ -244,20 +246,53 @@ def names_of(key):
 
 
 # ------------------------------------------------------------------ 2. cold resolution
+class PeakSampler:
+    """Largest RssAnon / RssFile of a process, read from /proc every 20 ms while a run lasts
+    (VmHWM has the peak of their sum only)."""
+
+    def __init__(self, daemon):
+        self.d, self.peak, self.done = daemon, {"RssAnon": 0, "RssFile": 0}, threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.done.wait(0.02):
+            try:
+                st = self.d.status()
+            except OSError:
+                return
+            for k in self.peak:
+                self.peak[k] = max(self.peak[k], st.get(k, 0))
+
+    def stop(self):
+        self.done.set()
+        self.t.join()
+        return {"peak_rss_anon_mib": round(self.peak["RssAnon"] / 1024, 1), "peak_rss_file_mib": round(self.peak["RssFile"] / 1024, 1)}
+
+
+def world_share(cpu, wall):
+    """The test world's servers' CPU as a share of the machine's CPU time over the run."""
+    used = sum(v for k, v in cpu.items() if k in WORLD["pids"])
+    return round(used / (wall * (os.cpu_count() or 1)), 3)
+
+
 def cold_daemon(key):
     names = names_of(key)
     world_reset()
     d = Daemon("cold-" + key, WORLD["daemon_args"])
     c0, w0, t0 = d.cpu(), world_cpu(), time.monotonic()
+    sampler = PeakSampler(d)
     r = loadgen(d.sock, "--conns", 4, "--depth", 250, "--once", "--names", os.path.join(WORK, key + ".txt"))
     wall = time.monotonic() - t0
+    peaks = sampler.stop()
     st = d.status()
+    cpu = {"daemon": round(d.cpu() - c0, 2), **{k: round(v - w0[k], 2) for k, v in world_cpu().items()}}
     out = {"names": len(names), "seconds": r["seconds"], "names_per_s": round(len(names) / r["seconds"], 1),
            "ok": r["ok"], "err": r["err"], "p50_ms": round(r["p50_us"] / 1000, 1), "p99_ms": round(r["p99_us"] / 1000, 1),
            "peak_rss_mib": round(st["VmHWM"] / 1024, 1), "rss_anon_mib": round(st.get("RssAnon", 0) / 1024, 1),
-           "rss_file_mib": round(st.get("RssFile", 0) / 1024, 1), "cpu_s": {"daemon": round(d.cpu() - c0, 2),
-           **{k: round(v - w0[k], 2) for k, v in world_cpu().items()}}, "wall_s": round(wall, 2),
-           "stats": d.request("statistics").strip()}
+           "rss_file_mib": round(st.get("RssFile", 0) / 1024, 1), **peaks, "cpu_s": cpu,
+           "cpu_ms_per_name": round(cpu["daemon"] * 1000 / len(names), 3), "world_cpu_share": world_share(cpu, wall),
+           "wall_s": round(wall, 2), "stats": d.request("statistics").strip()}
     out["counts"] = count_summary(world_counts(), names)
     d.stop()
     check(r["err"] == 0, f"cold {key}: daemon answered every name ok ({r['err']} errors)")
@@ -283,6 +318,9 @@ def cold_synapse(key):
     r["synapse_cpu_s"] = r.pop("cpu_s", None)
     r["cpu_s"] = {k: round(v - w0[k], 2) for k, v in world_cpu().items()}
     r["wall_s"] = round(time.monotonic() - t0, 2)
+    r["cpu_ms_per_name"] = round(r["cpu_s_resolving"] * 1000 / len(names), 3)
+    # over the resolving phase only (the driver's start-up, about a second of Python imports, is not world load)
+    r["world_cpu_share"] = world_share(r["cpu_s"], r["seconds"])
     r["counts"] = count_summary(world_counts(), names)
     check(r["err"] == 0, f"cold {key}: synapse resolved every name ({r['err']} errors {r['errors']})")
     return r
@@ -308,6 +346,69 @@ def have_synapse():
     if p.returncode == 0:
         RAW["synapse_version"] = "%s (Twisted %s)" % tuple(p.stdout.split())
     return p.returncode == 0
+
+
+# ------------------------------------------------------------------ instructions per cold name (callgrind)
+# Inclusive instruction counts of the functions a cold name's CPU goes to (callgrind_annotate names).
+CALLGRIND_PARTS = [
+    ("curl_multi_perform", "libcurl: the whole well-known fetch"),
+    ("SSL_connect", "the TLS handshake"),
+    ("SSL_CTX_new", "a new SSL_CTX (libcurl 7.88 makes one per connection)"),
+    ("d2i_X509", "decoding the server's certificate"),
+    ("OSSL_DECODER_CTX_new_for_pkey", "of which OpenSSL 3.0's key-decoder set-up"),
+    ("ECDSA_do_verify", "ECDSA verifications (certificate, handshake)"),
+    ("X509_verify_cert", "chain verification against the trust store"),
+    ("EVP_PKEY_generate", "key share generation"),
+    ("EVP_PKEY_derive", "key agreement"),
+    ("EVP_KDF_derive", "TLS 1.3 key schedule"),
+    ("X509_STORE_load_file", "loading CA files"),
+    ("ares_process_fd", "c-ares: DNS answers"),
+    ("malloc", "malloc (all callers)"),
+    ("free", "free (all callers)"),
+]
+
+
+def bench_callgrind():
+    """Instructions per cold name under callgrind: repeatable where CPU seconds on a shared
+    machine are not. The daemon runs under valgrind with bench/sigsuspend_copy.so preloaded;
+    one warm-up name (OpenSSL's one-time set-up) stays out of the count."""
+    n = 10 if SMOKE else 30
+    allnames = names_of("n10k")
+    warm, names = allnames[-1], allnames[-1 - n:-1]
+    nf = os.path.join(WORK, "callgrind-names.txt")
+    with open(nf, "w") as f:
+        f.write("\n".join(names) + "\n")
+    out = os.path.join(WORK, "callgrind.out")
+    for old in [x for x in os.listdir(WORK) if x.startswith("callgrind.out")]:
+        os.unlink(os.path.join(WORK, old))
+    world_reset()
+    d = Daemon("callgrind", WORLD["daemon_args"], wrap=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"],
+               env={"LD_PRELOAD": os.path.join(A.tools, "sigsuspend_copy.so")}, start_timeout=120)
+    d.request(f"resolve {warm}")
+    sh(["callgrind_control", "-z", str(d.p.pid)])
+    r = loadgen(d.sock, "--conns", 1, "--depth", 8, "--once", "--names", nf)
+    sh(["callgrind_control", "-d", str(d.p.pid)])
+    d.stop(timeout=120)
+    check(r["ok"] == n, f"callgrind: every name resolved ({r['ok']} of {n})")
+    dump = f"{out}.{d.p.pid}.1"
+    ann = sh(["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump]).stdout
+    total, found = None, {}
+    for line in ann.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*?)\s*(\[.*\])?$", line)
+        if not m:
+            continue
+        count = int(m.group(1).replace(",", ""))
+        if m.group(2) == "PROGRAM TOTALS":
+            total = count
+            continue
+        func = m.group(2).rsplit(":", 1)[-1]
+        found[func] = max(found.get(func, 0), count)
+    if not check(total, "callgrind: profile written"):
+        return
+    RAW["callgrind"] = {"names": n, "instructions_per_name": round(total / n),
+                        "parts": [{"function": f, "what": what, "instructions_per_name": round(found.get(f, 0) / n)}
+                                  for f, what in CALLGRIND_PARTS]}
+    log(f"callgrind: {total / n / 1e6:.2f} M instructions per cold name ({n} names)")
 
 
 # ------------------------------------------------------------------ 3. shared cache, W workers
@@ -489,10 +590,12 @@ def main():
             check(False, f"{fn.__name__}: {e}")
     if "1" in ONLY:
         step(bench_hits)
-    if ONLY & {"2", "3", "profile"}:
+    if ONLY & {"2", "3", "callgrind", "profile"}:
         world_up()
     if "2" in ONLY:
         step(bench_cold)
+    if "callgrind" in ONLY and sh(["valgrind", "--version"]).returncode == 0:
+        step(bench_callgrind)
     if "3" in ONLY:
         step(bench_shared)
     if "profile" in ONLY and not SMOKE and sh(["perf", "--version"]).returncode == 0:
