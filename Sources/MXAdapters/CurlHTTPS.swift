@@ -66,6 +66,12 @@ final class CurlHTTPS {
         self.userAgent = userAgent
         self.trust = trust
         trustPointer = Unmanaged.passUnretained(trust).toOpaque()  // `trust` is held as long as self
+        // The shared store is an OpenSSL object: a libcurl built on another TLS library cannot take it.
+        // (ssl_version is in every age of the version struct.)
+        guard let version = curl_version_info(CURLVERSION_FIRST), let ssl = version.pointee.ssl_version,
+              String(cString: ssl).hasPrefix("OpenSSL/") else {
+            throw .curl("libcurl is not built with OpenSSL, which the shared trust store needs")
+        }
         guard let multi = curl_multi_init() else { throw .curl("curl_multi_init failed") }
         self.multi = multi
     }
