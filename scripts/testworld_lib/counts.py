@@ -4,7 +4,7 @@ import os
 import re
 
 LOGS = {"dns": "dnsmasq.log", "faultdns": "faultdns.log", "nginx": "nginx/access.log",
-        "faulthttps": "faulthttps.log"}
+        "faulthttps": "faulthttps.log", "homeserver": "homeserver.log"}
 WK_PATH = "/.well-known/matrix/server"
 DNSMASQ_Q = re.compile(r"query\[([A-Za-z0-9=]+)\] (\S+) from ")
 
@@ -47,7 +47,7 @@ def _bump(m, k):
 
 
 def counts(d):
-    out = {"wellknown": {}, "wellknown_http": {}, "https_other": {}, "dns": {}, "dns_fault_server": {}}
+    out = {"wellknown": {}, "wellknown_http": {}, "https_other": {}, "dns": {}, "dns_fault_server": {}, "homeserver": {}}
     for ln in _read_since(d, "dns"):
         m = DNSMASQ_Q.search(ln)
         if m:
@@ -69,4 +69,10 @@ def counts(d):
                 _bump(out["wellknown_http" if e.get("scheme") == "http" else "wellknown"], host)
             else:
                 _bump(out["https_other"], f"{host} {e.get('uri')}")
+    for ln in _read_since(d, "homeserver"):
+        try:
+            e = json.loads(ln)
+        except ValueError:
+            continue
+        _bump(out["homeserver"], f"{e.get('host')} {e.get('uri', '').split('?')[0]}")
     return out

@@ -13,6 +13,7 @@ import time
 
 from dnslib import DNSRecord
 
+from .homeserver import LOG as HOMESERVER_LOG, FakeHomeserver
 from .servers import FaultDNS, FaultHTTPS
 
 
@@ -112,6 +113,10 @@ def run(d):
         await FaultHTTPS(fwk, os.path.join(d, "certs"),
                          os.path.join(d, "faulthttps.log")).start(ad["faulthttps"], 443)
         _log(f"fault dns on {ad['faultdns']}:{port}, fault https on {ad['faulthttps']}:443")
+        if plan.get("homeserver"):
+            await FakeHomeserver(os.path.join(d, "certs"), os.path.join(d, HOMESERVER_LOG)).start(
+                ad["homeserver"], plan["homeserver"]["ports"])
+            _log(f"fake homeserver on {ad['homeserver']}:{plan['homeserver']['ports']}")
         children.append(subprocess.Popen(["dnsmasq", "-k", "-C", os.path.join(d, "dnsmasq.conf")],
                                          stdout=open(os.path.join(d, "dnsmasq.out"), "a"), stderr=subprocess.STDOUT))
         children.append(subprocess.Popen(["nginx", "-p", os.path.join(d, "nginx"), "-c", os.path.join(d, "nginx.conf"),

@@ -26,6 +26,7 @@ def addrs_for(block):
         "https": f"{block}.10",       # nginx :443 (+ :80)
         "faulthttps": f"{block}.11",  # python fault HTTPS :443
         "closed": f"{block}.99",      # nothing listens here
+        "homeserver": f"{block}.12",  # fake remote homeserver (homeserver.py)
     }
 
 
@@ -101,7 +102,7 @@ def normalize(scn, block):
         for v in a or []:
             if v == "auto":
                 v = ad["faulthttps"] if need_fault_https else ad["https"]
-            elif v in ("https", "faulthttps", "closed"):
+            elif v in ("https", "faulthttps", "closed", "homeserver"):
                 v = ad[v]
             ipaddress.IPv4Address(v)
             o["A"].append(v)
