@@ -1,7 +1,8 @@
-"""A fake remote homeserver: HTTPS/1.1 with keep-alive on the world's `.12`, a certificate from
-the test CA for the names it serves. It answers federation profile queries and the version
-endpoint, and logs every request with the SNI, Host and port it came in on (homeserver.log), so
-tests can check where a homeserver's federation traffic really went.
+"""A fake remote homeserver: HTTPS/1.1 on the world's `.12`, a certificate from the test CA for
+the names it serves. It answers federation profile queries and the version endpoint, and logs
+every request with the SNI, Host and port it came in on (homeserver.log), so tests can check
+where a homeserver's federation traffic really went. One request per connection (it answers
+with Connection: close), so every request a client sends needs its own resolution and connect.
 
 Scenario: {"homeserver": {"ports": [8450], "names": ["hs-delegated.test"]}}; a name's
 "a": ["homeserver"] points at it."""
@@ -61,28 +62,27 @@ class FakeHomeserver:
         port = writer.get_extra_info("sockname")[1]
         peer = writer.get_extra_info("peername")
         try:
-            while True:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
-                lines = head.decode("latin-1").split("\r\n")
-                method, target = (lines[0].split(" ") + ["", ""])[:2]
-                hdrs = {}
-                for ln in lines[1:]:
-                    k, sep, v = ln.partition(":")
-                    if sep:
-                        hdrs[k.strip().lower()] = v.strip()
-                length = int(hdrs.get("content-length", "0") or 0)
-                if length:
-                    await reader.readexactly(length)
-                status, body = _answer(method, target)
-                self.log.write(json.dumps({
-                    "t": round(time.time(), 4), "sni": sni or "", "host": hdrs.get("host", ""), "port": port,
-                    "method": method, "uri": target, "status": status, "connection": conn,
-                    "peer": f"{peer[0]}:{peer[1]}", "user_agent": hdrs.get("user-agent", ""),
-                    "authorization": hdrs.get("authorization", "")[:12]}) + "\n")
-                data = json.dumps(body).encode()
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                             f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
-                await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
+            lines = head.decode("latin-1").split("\r\n")
+            method, target = (lines[0].split(" ") + ["", ""])[:2]
+            hdrs = {}
+            for ln in lines[1:]:
+                k, sep, v = ln.partition(":")
+                if sep:
+                    hdrs[k.strip().lower()] = v.strip()
+            length = int(hdrs.get("content-length", "0") or 0)
+            if length:
+                await reader.readexactly(length)
+            status, body = _answer(method, target)
+            self.log.write(json.dumps({
+                "t": round(time.time(), 4), "sni": sni or "", "host": hdrs.get("host", ""), "port": port,
+                "method": method, "uri": target, "status": status, "connection": conn,
+                "peer": f"{peer[0]}:{peer[1]}", "user_agent": hdrs.get("user-agent", ""),
+                "authorization": hdrs.get("authorization", "")[:12]}) + "\n")
+            data = json.dumps(body).encode()
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+            await writer.drain()
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
                 ssl.SSLError, ValueError):
             pass
