@@ -45,6 +45,7 @@ type Options struct {
 	PoolSize     int           // connections; default 2
 	Timeout      time.Duration // per call when the context has no deadline; default 5s
 	ConnectRetry time.Duration // how long to retry connect() while the socket is missing/refusing; default 2s
+	FailFast     bool          // no connect retry: a missing or refusing socket is reported at once
 	NoHello      bool          // skip the hello handshake on new connections
 }
 
@@ -76,7 +77,9 @@ func New(opts Options) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	if opts.ConnectRetry <= 0 {
+	if opts.FailFast {
+		opts.ConnectRetry = 0
+	} else if opts.ConnectRetry <= 0 {
 		opts.ConnectRetry = 2 * time.Second
 	}
 	c := &Client{opts: opts}
