@@ -46,33 +46,29 @@ def _bump(m, k):
     m[k] = m.get(k, 0) + 1
 
 
+def _json_lines(d, key):
+    for ln in _read_since(d, key):
+        try:
+            yield json.loads(ln)
+        except ValueError:
+            continue
+
+
 def counts(d):
     out = {"wellknown": {}, "wellknown_http": {}, "https_other": {}, "dns": {}, "dns_fault_server": {}, "homeserver": {}}
     for ln in _read_since(d, "dns"):
         m = DNSMASQ_Q.search(ln)
         if m:
             _bump(out["dns"], f"{m.group(2).lower().rstrip('.')} {m.group(1)}")
-    for ln in _read_since(d, "faultdns"):
-        try:
-            e = json.loads(ln)
-        except ValueError:
-            continue
+    for e in _json_lines(d, "faultdns"):
         _bump(out["dns_fault_server"], f"{e['name']} {e['type']}")
     for key in ("nginx", "faulthttps"):
-        for ln in _read_since(d, key):
-            try:
-                e = json.loads(ln)
-            except ValueError:
-                continue
+        for e in _json_lines(d, key):
             host = (e.get("host") or e.get("sni") or "").lower()
             if e.get("uri", "").split("?")[0] == WK_PATH:
                 _bump(out["wellknown_http" if e.get("scheme") == "http" else "wellknown"], host)
             else:
                 _bump(out["https_other"], f"{host} {e.get('uri')}")
-    for ln in _read_since(d, "homeserver"):
-        try:
-            e = json.loads(ln)
-        except ValueError:
-            continue
+    for e in _json_lines(d, "homeserver"):
         _bump(out["homeserver"], f"{e.get('host')} {e.get('uri', '').split('?')[0]}")
     return out

@@ -12,6 +12,8 @@ import ssl
 import time
 import urllib.parse
 
+from .servers import http1_server_context
+
 LOG = "homeserver.log"
 
 
@@ -47,11 +49,8 @@ def _answer(method, target):
 class FakeHomeserver:
     def __init__(self, certdir, logpath):
         self.log = open(logpath, "a", buffering=1)
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(f"{certdir}/valid.pem", f"{certdir}/valid.key")
-        self.ctx.set_alpn_protocols(["http/1.1"])
         self.sni = {}
-        self.ctx.sni_callback = lambda obj, name, ctx: self.sni.__setitem__(id(obj), name) and None
+        self.ctx = http1_server_context(certdir, self.sni)
         self.connections = 0
 
     async def handle(self, reader, writer):

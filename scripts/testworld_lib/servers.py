@@ -132,17 +132,24 @@ class FaultDNS:
         await asyncio.start_server(tcp, host, port, reuse_address=True)
 
 
+def http1_server_context(certdir, sni_seen):
+    """TLS server context with the world's valid certificate, HTTP/1.1 only; records each
+    connection's SNI in sni_seen[id(ssl_object)]."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(f"{certdir}/valid.pem", f"{certdir}/valid.key")
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.sni_callback = lambda obj, name, _ctx: sni_seen.__setitem__(id(obj), name) and None
+    return ctx
+
+
 class FaultHTTPS:
     """HTTPS/1.1 server for well-known hosts that must stall mid-body or never answer."""
 
     def __init__(self, wellknown, certdir, logpath):
         self.wk = wellknown
         self.log = open(logpath, "a", buffering=1)
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(f"{certdir}/valid.pem", f"{certdir}/valid.key")
-        self.ctx.set_alpn_protocols(["http/1.1"])
         self.sni = {}
-        self.ctx.sni_callback = lambda obj, name, ctx: self.sni.__setitem__(id(obj), name) and None
+        self.ctx = http1_server_context(certdir, self.sni)
 
     async def handle(self, reader, writer):
         sslobj = writer.get_extra_info("ssl_object")
