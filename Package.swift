@@ -11,6 +11,9 @@ let package = Package(
         .executable(name: "mxresolvectl", targets: ["mxresolvectl"]),
         .library(name: "MXResolve", targets: ["MXResolve"]),
         .library(name: "MXProtocol", targets: ["MXProtocol"]),
+        // For the fuzz targets (Fuzz/Package.swift), which reach the parsers through these.
+        .library(name: "MXCore", targets: ["MXCore"]),
+        .library(name: "MXAdapters", targets: ["MXAdapters"]),
     ],
     dependencies: [
         // swift-log: the daemon's one logging API (stderr lines for journald).

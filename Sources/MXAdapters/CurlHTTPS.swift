@@ -223,8 +223,11 @@ final class CurlHTTPS {
             return
         }
         if line.first == " " || line.first == "\t" {
-            if !headers.isEmpty {
-                headers[headers.count - 1].value += " " + line.trimmingSpaces
+            // RFC 9112 §5.2: the fold is one space inside the value, whose ends stay trimmed.
+            let folded = line.trimmingSpaces
+            if !headers.isEmpty, !folded.isEmpty {
+                let last = headers.count - 1
+                headers[last].value += headers[last].value.isEmpty ? folded : " " + folded
             }
             return
         }

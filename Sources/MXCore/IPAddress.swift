@@ -9,15 +9,16 @@ public struct IPAddress: Sendable, Hashable, Codable, CustomStringConvertible {
     public let bytes: [UInt8]
     public var isIPv6: Bool { bytes.count == 16 }
 
+    // A NUL would end the C string early: "::1\0anything" must not read as ::1.
     public init?(ipv4 text: String) {
         var a = in_addr()
-        guard inet_pton(AF_INET, text, &a) == 1 else { return nil }
+        guard !text.utf8.contains(0), inet_pton(AF_INET, text, &a) == 1 else { return nil }
         bytes = withUnsafeBytes(of: &a) { Array($0) }
     }
 
     public init?(ipv6 text: String) {
         var a = in6_addr()
-        guard inet_pton(AF_INET6, text, &a) == 1 else { return nil }
+        guard !text.utf8.contains(0), inet_pton(AF_INET6, text, &a) == 1 else { return nil }
         bytes = withUnsafeBytes(of: &a) { Array($0) }
     }
 

@@ -1,0 +1,18 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A property every input must satisfy. A violation prints what was expected and aborts: libFuzzer
+/// treats the abort as a crash and writes the input to `crash-*` for a regression test.
+public func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
+                    file: StaticString = #fileID, line: UInt = #line) {
+    if condition() { return }
+    let report = Array("property violated at \(file):\(line): \(message())\n".utf8)
+    _ = report.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    abort()
+}
+
+/// The fuzzer's input as bytes (libFuzzer owns the memory only for the call).
+public func fuzzInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> [UInt8] {
+    Array(UnsafeBufferPointer(start: data, count: size))
+}
