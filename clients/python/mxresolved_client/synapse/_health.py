@@ -50,7 +50,8 @@ class DaemonHealth:
         self.up = False
         logger.warning("mxresolved at %s is unavailable (%s): federation requests use Synapse's own "
                        "server name resolution until it is back", self._path, err)
-        self._schedule_probe(self._interval)
+        if not self._probing:  # a probe already in flight (after a timeout) carries on the loop
+            self._schedule_probe(self._interval)
 
     def timed_out(self) -> None:
         """A call got no answer in time: probe now whether the daemon answers at all."""
