@@ -149,6 +149,7 @@ final class AresDNS {
             case DNSRcode.nxDomain: return .failure(.nxdomain(negativeTTL: message.negativeTTL))
             case DNSRcode.servFail: return .failure(.servfail)
             case DNSRcode.refused: return .failure(.refused)
+            case DNSRcode.notImp: return .failure(.notImplemented)
             default: return .failure(.other("DNS rcode \(message.rcode)"))
             }
         }

@@ -206,7 +206,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
             case .servfail: return 6
             case .refused: return 5
             case .timeout: return 4
-            case .other: return 3
+            case .other, .notImplemented: return 3
             case .nxdomain: return 2
             case .nodata: return 1
             }
@@ -276,7 +276,7 @@ private final class Counters: Sendable {
             case .failure(.servfail): c.dnsServfail += 1
             case .failure(.refused): c.dnsRefused += 1
             case .failure(.timeout): c.dnsTimeout += 1
-            case .failure(.other): c.dnsOther += 1
+            case .failure(.other), .failure(.notImplemented): c.dnsOther += 1
             }
         }
     }

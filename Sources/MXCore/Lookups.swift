@@ -61,12 +61,23 @@ public enum DNSError: Error, Sendable, Hashable, Codable, CustomStringConvertibl
     case nodata(negativeTTL: UInt32?)
     case servfail
     case refused
+    /// NOTIMP: the server does not implement the query.
+    case notImplemented
     case timeout
     case other(String)
 
     public var meansNotFound: Bool {
         switch self {
         case .nxdomain, .nodata: return true
+        default: return false
+        }
+    }
+
+    /// An SRV lookup "found nothing": NXDOMAIN, NODATA, or NOTIMP (a server that does not implement
+    /// SRV, such as Tor's resolver for `.onion`; Synapse falls back to port 8448 for it too).
+    public var meansSRVNotFound: Bool {
+        switch self {
+        case .nxdomain, .nodata, .notImplemented: return true
         default: return false
         }
     }
@@ -84,6 +95,7 @@ public enum DNSError: Error, Sendable, Hashable, Codable, CustomStringConvertibl
         case .nodata: return "no records of that type (NODATA)"
         case .servfail: return "SERVFAIL from the DNS server"
         case .refused: return "REFUSED by the DNS server"
+        case .notImplemented: return "NOTIMP (the DNS server does not implement the query)"
         case .timeout: return "DNS timeout (no answer)"
         case .other(let s): return "DNS error: \(s)"
         }

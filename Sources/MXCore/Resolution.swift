@@ -99,13 +99,17 @@ public struct Resolution: Sendable, Hashable, Codable {
     public var srvTTL: UInt32?
     /// Smallest TTL of the address records used (nil for IP literals).
     public var addressTTL: UInt32?
+    /// Smallest SOA negative TTL of the SRV lookups that found nothing on the way to this answer:
+    /// the absence of a record is an ingredient too. Used for the answer's lifetime, not stored.
+    public var srvNegativeTTL: UInt32?
     /// Every lookup made and its result, for `--trace`.
     public var trace: [String]
     /// What the answer relies on that the spec forbids but the federation tolerates (counted in statistics).
     public var warnings: [ResolutionWarning] = []
 
     public init(serverName: String, step: ResolutionStep, targets: [Target], hostHeader: String, tlsServerName: String,
-                sni: String?, wellKnown: WellKnownOutcome?, srvTTL: UInt32?, addressTTL: UInt32?, trace: [String]) {
+                sni: String?, wellKnown: WellKnownOutcome?, srvTTL: UInt32?, addressTTL: UInt32?,
+                srvNegativeTTL: UInt32? = nil, trace: [String]) {
         self.serverName = serverName
         self.step = step
         self.targets = targets
@@ -115,6 +119,7 @@ public struct Resolution: Sendable, Hashable, Codable {
         self.wellKnown = wellKnown
         self.srvTTL = srvTTL
         self.addressTTL = addressTTL
+        self.srvNegativeTTL = srvNegativeTTL
         self.trace = trace
     }
 }
@@ -145,7 +150,7 @@ public enum FailureCode: String, Sendable, Codable, CaseIterable {
         case .servfail: self = .dnsServfail
         case .refused: self = .dnsRefused
         case .timeout: self = .dnsTimeout
-        case .other: self = .dnsError
+        case .notImplemented, .other: self = .dnsError
         }
     }
 }

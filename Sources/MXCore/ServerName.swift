@@ -95,6 +95,9 @@ public enum ServerNameError: Error, Sendable, Equatable, CustomStringConvertible
 
 enum ServerNameParser {
     static let maxNameLength = 255
+    /// The longest name DNS can carry, in text form without the trailing dot (RFC 1035 §3.1: 255
+    /// octets on the wire).
+    static let maxDNSNameLength = 253
     static let maxLabelLength = 63
 
     static func parse(_ text: String) throws(ServerNameError) -> ServerName {

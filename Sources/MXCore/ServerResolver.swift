@@ -28,9 +28,11 @@ public final class ServerResolver: Sendable {
 
     /// Resolves `serverName`. `knownWellKnown`, when given, is a still-fresh well-known result from
     /// the cache: step 3's fetch is skipped and its result reused (a remembered failure goes straight
-    /// to step 4). The completion runs exactly once, on any thread.
+    /// to step 4). `wellKnownAttempts`: how often step 3 fetches before a temporary failure counts
+    /// (more than one for a name whose delegation was recently valid). The completion runs exactly
+    /// once, on any thread.
     @discardableResult
-    public func resolve(_ serverName: String, knownWellKnown: WellKnownOutcome? = nil,
+    public func resolve(_ serverName: String, knownWellKnown: WellKnownOutcome? = nil, wellKnownAttempts: Int = 1,
                         completion: @escaping Completion) -> ResolutionHandle {
         let settings = self.settings
         let run = Run(serverName: serverName, resolver: self, settings: settings, completion: completion)
@@ -39,7 +41,7 @@ public final class ServerResolver: Sendable {
         scheduler.schedule(afterMilliseconds: deadline) {
             run.fail(.timeout, "resolution did not finish within \(deadline) ms")
         }
-        run.start(knownWellKnown: knownWellKnown)
+        run.start(knownWellKnown: knownWellKnown, wellKnownAttempts: wellKnownAttempts)
         return ResolutionHandle(run: run)
     }
 }
@@ -109,7 +111,7 @@ final class Run: Sendable {
 
     // MARK: - The steps
 
-    func start(knownWellKnown: WellKnownOutcome?) {
+    func start(knownWellKnown: WellKnownOutcome?, wellKnownAttempts: Int) {
         // Validate before any network traffic.
         let name: ServerName
         do {
@@ -125,7 +127,7 @@ final class Run: Sendable {
         case (.dns(let host), .some(let port)):
             step2ExplicitPort(name, host: host, port: port)
         case (.dns(let host), .none):
-            step3WellKnown(name, host: host, known: knownWellKnown)
+            step3WellKnown(name, host: host, known: knownWellKnown, attempts: wellKnownAttempts)
         }
     }
 
@@ -145,7 +147,9 @@ final class Run: Sendable {
 
     /// 3. "If the hostname is not an IP literal, a regular HTTPS request is made to
     /// https://<hostname>/.well-known/matrix/server". An invalid response skips to step 4.
-    func step3WellKnown(_ name: ServerName, host: String, known: WellKnownOutcome?) {
+    /// A temporary failure is retried up to `attempts` times in all (the cache asks for it when the
+    /// name recently had a valid delegation).
+    func step3WellKnown(_ name: ServerName, host: String, known: WellKnownOutcome?, attempts: Int) {
         let proceed: @Sendable (WellKnownOutcome) -> Void = { [self] outcome in
             state.withLock { $0.wellKnown = outcome }
             switch outcome.result {
@@ -164,7 +168,7 @@ final class Run: Sendable {
             note("well-known for \(host): from cache: \(describe(known.result))")
             proceed(known)
         } else {
-            WellKnownFetch(run: self, host: host).start(completion: proceed)
+            WellKnownFetch(run: self, host: host).start(attempts: attempts, completion: proceed)
         }
     }
 
@@ -202,33 +206,41 @@ final class Run: Sendable {
     func srvSteps(host: String, hostHeader: String, tlsName: String,
                   steps: (fed: ResolutionStep, legacy: ResolutionStep, fallback: ResolutionStep)) {
         let dnsHost = host.lowercased()
-        let fedName = "_matrix-fed._tcp.\(dnsHost)"
-        backend.querySRV(fedName) { [self] result in
-            note("SRV \(fedName): \(describe(result))")
+        srvStep("_matrix-fed._tcp.\(dnsHost)", step: steps.fed, hostHeader: hostHeader, tlsName: tlsName, absence: nil) { [self] absence in
+            srvStep("_matrix._tcp.\(dnsHost)", step: steps.legacy, hostHeader: hostHeader, tlsName: tlsName, absence: absence) { [self] absence in
+                resolveHostTarget(host: host, port: 8448, step: steps.fallback, hostHeader: hostHeader, tlsName: tlsName,
+                                  srvNegativeTTL: absence)
+            }
+        }
+    }
+
+    /// One SRV step: its records when there are some, else `notFound` with the smallest negative TTL
+    /// of the lookups that found nothing so far (`absence`). An owner name longer than DNS allows
+    /// (253 characters) cannot have records: it is not found without a query.
+    func srvStep(_ owner: String, step: ResolutionStep, hostHeader: String, tlsName: String, absence: UInt32?,
+                 notFound: @escaping @Sendable (UInt32?) -> Void) {
+        guard owner.utf8.count <= ServerNameParser.maxDNSNameLength else {
+            note("SRV \(owner.prefix(40))…: not queried, \(owner.utf8.count) characters is longer than DNS allows")
+            notFound(absence)
+            return
+        }
+        backend.querySRV(owner) { [self] result in
+            note("SRV \(owner): \(describe(result))")
             switch result {
             case .success(let records) where !records.isEmpty:
-                useSRV(records, name: fedName, step: steps.fed, hostHeader: hostHeader, tlsName: tlsName)
-            case .success, .failure(.nxdomain), .failure(.nodata):
-                let legacyName = "_matrix._tcp.\(dnsHost)"
-                backend.querySRV(legacyName) { [self] result in
-                    note("SRV \(legacyName): \(describe(result))")
-                    switch result {
-                    case .success(let records) where !records.isEmpty:
-                        useSRV(records, name: legacyName, step: steps.legacy, hostHeader: hostHeader, tlsName: tlsName)
-                    case .success, .failure(.nxdomain), .failure(.nodata):
-                        resolveHostTarget(host: host, port: 8448, step: steps.fallback, hostHeader: hostHeader, tlsName: tlsName)
-                    case .failure(let error):
-                        fail(FailureCode(error), "SRV lookup of \(legacyName) failed: \(error)", step: steps.legacy)
-                    }
-                }
+                useSRV(records, name: owner, step: step, hostHeader: hostHeader, tlsName: tlsName, srvNegativeTTL: absence)
+            case .success:
+                notFound(absence)
+            case .failure(let error) where error.meansSRVNotFound:
+                notFound([absence, error.negativeTTL].compactMap { $0 }.min())
             case .failure(let error):
-                fail(FailureCode(error), "SRV lookup of \(fedName) failed: \(error)", step: steps.fed)
+                fail(FailureCode(error), "SRV lookup of \(owner) failed: \(error)", step: step)
             }
         }
     }
 
     /// Turns SRV records into ordered targets with addresses.
-    func useSRV(_ records: [SRVRecord], name: String, step: ResolutionStep, hostHeader: String, tlsName: String) {
+    func useSRV(_ records: [SRVRecord], name: String, step: ResolutionStep, hostHeader: String, tlsName: String, srvNegativeTTL: UInt32?) {
         // RFC 2782: a single record with target "." means the service is decidedly not available.
         if records.count == 1, records[0].target == "." || records[0].target.isEmpty {
             fail(.srvServiceUnavailable, "\(name) has target \".\": the service is decidedly not available here", step: step)
@@ -262,7 +274,8 @@ final class Run: Sendable {
                 return
             }
             finish(Resolution(serverName: serverName, step: step, targets: targets, hostHeader: hostHeader,
-                              tlsServerName: tlsName, sni: tlsName, wellKnown: nil, srvTTL: srvTTL, addressTTL: ttl, trace: []))
+                              tlsServerName: tlsName, sni: tlsName, wellKnown: nil, srvTTL: srvTTL, addressTTL: ttl,
+                              srvNegativeTTL: srvNegativeTTL, trace: []))
         }
         for host in distinctHosts {
             lookupAddresses(host, isSRVTarget: true) { join.set(host, $0) }
@@ -270,14 +283,15 @@ final class Run: Sendable {
     }
 
     /// Steps 2, 3.2, 3.5 and 6: one host, one port.
-    func resolveHostTarget(host: String, port: UInt16, step: ResolutionStep, hostHeader: String, tlsName: String) {
+    func resolveHostTarget(host: String, port: UInt16, step: ResolutionStep, hostHeader: String, tlsName: String,
+                           srvNegativeTTL: UInt32? = nil) {
         lookupAddresses(host.lowercased(), isSRVTarget: false) { [self] result in
             switch result {
             case .success(let addresses):
                 finish(Resolution(serverName: serverName, step: step,
                                   targets: [Target(host: host, port: port, addresses: addresses.map(\.address))],
                                   hostHeader: hostHeader, tlsServerName: tlsName, sni: tlsName, wellKnown: nil,
-                                  srvTTL: nil, addressTTL: addresses.map(\.ttl).min(), trace: []))
+                                  srvTTL: nil, addressTTL: addresses.map(\.ttl).min(), srvNegativeTTL: srvNegativeTTL, trace: []))
             case .failure(let f):
                 fail(f.code, f.message, step: step, negativeTTL: f.negativeTTL)
             }

@@ -7,9 +7,22 @@ struct WellKnownFetch: Sendable {
     static let path = "/.well-known/matrix/server"
     static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
 
-    func start(completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
+    /// Fetches (following redirects); a temporary failure is tried again after
+    /// `CachePolicy.wellKnownRetryDelay`, up to `attempts` fetches in all, as Synapse does for a
+    /// name that recently had a valid well-known.
+    func start(attempts: Int = 1, completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
         let url = HTTPSURL(host: host.lowercased(), port: nil, path: Self.path)
-        hop(url, visited: [], completion: completion)
+        hop(url, visited: []) { outcome in
+            guard attempts > 1, case .failed(_, _, true) = outcome.result, !run.isFinished else {
+                completion(outcome)
+                return
+            }
+            run.note("well-known: the delegation was recently valid; trying again (\(attempts - 1) more)")
+            run.resolver.scheduler.schedule(afterMilliseconds: Int(CachePolicy.wellKnownRetryDelay * 1000)) {
+                if run.isFinished { return }
+                start(attempts: attempts - 1, completion: completion)
+            }
+        }
     }
 
     private func failed(_ code: String, _ message: String, temporary: Bool) -> WellKnownOutcome {
@@ -36,8 +49,10 @@ struct WellKnownFetch: Sendable {
                 addresses = a
             case .failure(let f):
                 let code = f.code == .addressDenied ? "wellknown_address_denied" : "wellknown_dns"
-                // A name that does not exist will not start existing in a moment: permanent.
-                let temporary = !(f.code == .noAddress || f.code == .addressDenied)
+                // Any DNS failure of the host, NXDOMAIN and NODATA included, is temporary (as in Synapse):
+                // a delegated domain whose zone breaks for a moment keeps its delegation. Only our own
+                // deny list is permanent, since retrying cannot change it.
+                let temporary = f.code != .addressDenied
                 completion(failed(code, "\(url.text): \(f.message)", temporary: temporary))
                 return
             }

@@ -79,7 +79,9 @@ public final class ResolutionService: Sendable {
             }
             return Reply(serverName: name, answer: answer, failure: nil, source: .cache,
                          expiresIn: Int(entry.expiresAt - t), trace: [], renderedFields: fields)
-        case .stale(let good):
+        case .stale(let good, let revalidate):
+            // Served at once: nobody waits for a host the daemon already knows is failing.
+            if revalidate { revalidateStale(name) }
             return Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: [])
         case .failure(let failure):
             return Reply(serverName: name, answer: nil, failure: failure, source: .cache,
@@ -144,21 +146,25 @@ public final class ResolutionService: Sendable {
         }
         stats.inflight.wrappingAdd(1, ordering: .relaxed)
         let previous = entry(for: name)
-        let known = fresh ? nil : CacheRules.reusableWellKnown(previous, now: now())
-        start(name, previous: previous, known: known)
+        let t = now()
+        let known = fresh ? nil : CacheRules.reusableWellKnown(previous, now: t)
+        start(name, previous: previous, known: known, attempts: CacheRules.wellKnownAttempts(previous, now: t), fetchFailure: nil)
     }
 
-    private func start(_ name: String, previous: CacheEntry?, known: WellKnownOutcome?) {
-        resolver.resolve(name, knownWellKnown: known) { [self] result in
+    /// `fetchFailure`: this resolution's own fetch failed temporarily and `known` is the delegation
+    /// kept through it.
+    private func start(_ name: String, previous: CacheEntry?, known: WellKnownOutcome?, attempts: Int, fetchFailure: WellKnownOutcome?) {
+        resolver.resolve(name, knownWellKnown: known, wellKnownAttempts: attempts) { [self] result in
             // The resolver completes on an I/O thread or its deadline's timer queue: leave it at once.
             work.async { [self] in
-                if let kept = CacheRules.delegationToKeep(previous: previous, reused: known, fetched: wellKnown(of: result), now: now()) {
+                let found = wellKnown(of: result)
+                if let kept = CacheRules.delegationToKeep(previous: previous, reused: known, fetched: found, now: now()) {
                     logger.info("well-known refresh failed temporarily; keeping the previous delegation",
                                 metadata: ["name": "\(name)"])
-                    start(name, previous: previous, known: kept)
+                    start(name, previous: previous, known: kept, attempts: 1, fetchFailure: found)
                     return
                 }
-                finish(name, previous: previous, result: result, usedCachedWellKnown: known != nil)
+                finish(name, previous: previous, result: result, fetched: fetchFailure ?? (known == nil ? found : nil))
             }
         }
     }
@@ -170,7 +176,7 @@ public final class ResolutionService: Sendable {
         }
     }
 
-    private func finish(_ name: String, previous: CacheEntry?, result: Result<Resolution, ResolutionFailure>, usedCachedWellKnown: Bool) {
+    private func finish(_ name: String, previous: CacheEntry?, result: Result<Resolution, ResolutionFailure>, fetched: WellKnownOutcome?) {
         let t = now()
         let trace: [String]
         switch result {
@@ -182,19 +188,23 @@ public final class ResolutionService: Sendable {
         if case .failure(let f) = result, !CacheRules.isCached(f) {
             reply = Reply(serverName: name, answer: nil, failure: f, source: .network, expiresIn: 0, trace: trace)
         } else {
-            let entry = CacheRules.updated(previous, serverName: name, result: result, usedCachedWellKnown: usedCachedWellKnown,
+            let entry = CacheRules.updated(previous, serverName: name, result: result, fetched: fetched,
                                            now: t, jitter: Double.random(in: -1...1))
             remember(name, entry)
             // Committed before anyone is told: an acknowledged answer survives a crash.
             persist(entry, lastUsed: t)
+            if CacheRules.givesUpStale(previous: previous, next: entry) {
+                logger.warning("still failing after the grace; the last good answer is given up", metadata: ["name": "\(name)"])
+                stats.staleGivenUp.wrappingAdd(1, ordering: .relaxed)
+            }
             switch CacheRules.serving(entry, now: t) {
             case .fresh(let answer, _):
                 stats.count(step: answer.step)
                 reply = Reply(serverName: name, answer: answer, failure: nil, source: .network,
                               expiresIn: Int(entry.expiresAt - t), trace: trace)
-            case .stale(let good):
+            case .stale(let good, _):
                 logger.warning("resolution failed temporarily; serving the last good answer",
-                               metadata: ["name": "\(name)", "code": "\(entry.failure?.code.rawValue ?? "")"])
+                               metadata: ["name": "\(name)", "code": "\(failureCode(of: entry))"])
                 stats.stale.wrappingAdd(1, ordering: .relaxed)
                 reply = Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
             case .failure, .expired:
@@ -212,6 +222,12 @@ public final class ResolutionService: Sendable {
         let waiters = inflight.withLock { $0.removeValue(forKey: name) ?? [] }
         stats.inflight.wrappingSubtract(1, ordering: .relaxed)
         for w in waiters { w(reply) }
+    }
+
+    private func failureCode(of entry: CacheEntry) -> String {
+        if let f = entry.failure { return f.code.rawValue }
+        if case .failed(let code, _, _)? = entry.wellKnown?.result { return code }
+        return "?"
     }
 
     private func persist(_ entry: CacheEntry, lastUsed: Double) {
@@ -232,9 +248,18 @@ public final class ResolutionService: Sendable {
     /// Refetches everything about `name`, including its well-known, now.
     public func revalidate(_ name: String) { resolveInBackground(name, fresh: true) }
 
-    private func resolveInBackground(_ name: String, fresh: Bool) {
-        if inflight.withLock({ $0[name] != nil }) { return }
+    /// A stale name whose back-off is over: resolved again in the background (the back-off, not the
+    /// requests, sets the pace), while requests keep being served the stale answer.
+    func revalidateStale(_ name: String) {
+        if resolveInBackground(name, fresh: false) { stats.staleRevalidations.wrappingAdd(1, ordering: .relaxed) }
+    }
+
+    /// Starts a resolution nobody waits for; false when one is already in flight for the name.
+    @discardableResult
+    private func resolveInBackground(_ name: String, fresh: Bool) -> Bool {
+        if inflight.withLock({ $0[name] != nil }) { return false }
         resolve(name, fresh: fresh) { _ in }
+        return true
     }
 
     // MARK: Admin

@@ -7,6 +7,10 @@ public final class Statistics: Sendable {
     public let hits = Atomic<Int>(0)
     public let misses = Atomic<Int>(0)
     public let stale = Atomic<Int>(0)
+    /// Background resolutions of names served stale, started when their back-off ended.
+    public let staleRevalidations = Atomic<Int>(0)
+    /// Stale answers dropped because the grace ran out while the name was still failing.
+    public let staleGivenUp = Atomic<Int>(0)
     public let coalesced = Atomic<Int>(0)
     public let inflight = Atomic<Int>(0)
     public let errors = Atomic<Int>(0)
@@ -32,6 +36,8 @@ public final class Statistics: Sendable {
         hits.store(0, ordering: .relaxed)
         misses.store(0, ordering: .relaxed)
         stale.store(0, ordering: .relaxed)
+        staleRevalidations.store(0, ordering: .relaxed)
+        staleGivenUp.store(0, ordering: .relaxed)
         coalesced.store(0, ordering: .relaxed)
         errors.store(0, ordering: .relaxed)
         protocolErrors.store(0, ordering: .relaxed)
@@ -49,6 +55,8 @@ public final class Statistics: Sendable {
         var out: [(String, Int)] = [
             ("requests", requests.load(ordering: .relaxed)), ("hits", hits.load(ordering: .relaxed)),
             ("misses", misses.load(ordering: .relaxed)), ("stale", stale.load(ordering: .relaxed)),
+            ("stale_revalidations", staleRevalidations.load(ordering: .relaxed)),
+            ("stale_given_up", staleGivenUp.load(ordering: .relaxed)),
             ("coalesced", coalesced.load(ordering: .relaxed)), ("inflight", inflight.load(ordering: .relaxed)),
             ("errors", errors.load(ordering: .relaxed)), ("protocol_errors", protocolErrors.load(ordering: .relaxed)),
             ("connections", connections.load(ordering: .relaxed)),

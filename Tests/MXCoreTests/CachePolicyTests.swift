@@ -53,6 +53,15 @@ final class CachePolicyTests: XCTestCase {
         XCTAssertEqual(lifetime([("Cache-Control", "public, max-age=3600"), ("Cache-Control", "No-Cache")]), 0)
     }
 
+    func testNoCacheNamingFieldsOnlyConcernsThoseFieldsNotTheResponse() {
+        XCTAssertEqual(lifetime([("Cache-Control", #"no-cache="Set-Cookie", max-age=3600"#)]), 3600)
+        XCTAssertEqual(lifetime([("Cache-Control", #"max-age=600, no-cache="set-cookie, x-trace""#)]), 600,
+                       "a comma inside the quoted field list does not split the directive")
+        XCTAssertEqual(lifetime([("Cache-Control", #"no-cache="a\"b, c", max-age=60"#)]), 60, "escaped quotes stay inside")
+        XCTAssertNil(lifetime([("Cache-Control", #"no-cache="set-cookie""#)]))
+        XCTAssertEqual(lifetime([("Cache-Control", #"no-cache="set-cookie", no-cache, max-age=60"#)]), 0, "a bare no-cache still counts")
+    }
+
     func testAllCacheControlInstancesAreReadAndTheLaterDirectiveWins() {
         XCTAssertEqual(lifetime([("Cache-Control", "public"), ("Cache-Control", "max-age=600")]), 600)
         XCTAssertEqual(lifetime([("Cache-Control", "max-age=600, max-age=60")]), 60)

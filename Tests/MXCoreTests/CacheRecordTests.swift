@@ -14,7 +14,7 @@ final class CacheRecordTests: XCTestCase {
         srvTTL: 300, addressTTL: 60, trace: [])
 
     func typical(now: Double = 1_800_000_000) -> CacheEntry {
-        CacheRules.updated(nil, serverName: "example.org", result: .success(Self.srvAnswer), usedCachedWellKnown: false,
+        CacheRules.updated(nil, serverName: "example.org", result: .success(Self.srvAnswer), fetched: Self.srvAnswer.wellKnown,
                            now: now, jitter: 0.37)
     }
 
@@ -41,11 +41,27 @@ final class CacheRecordTests: XCTestCase {
         let failed = CacheRules.updated(ok, serverName: "example.org",
                                         result: .failure(ResolutionFailure(code: .dnsServfail, message: "m", step: .matrixFedSRV,
                                                                            wellKnown: wk, negativeTTL: 42)),
-                                        usedCachedWellKnown: false, now: 1_800_000_400, jitter: -0.5)
+                                        fetched: wk, now: 1_800_000_400, jitter: -0.5)
         let back = try roundTrip(failed)
         XCTAssertEqual(back, failed)
         XCTAssertEqual(back.lastGood, Self.srvAnswer)
         XCTAssertEqual(back.failure?.wellKnown, wk)
+    }
+
+    func testAnAnswerServedFromAKeptDelegationRoundTripsWithItsFailureAndLastGoodAnswer() throws {
+        let ok = typical()
+        XCTAssertEqual(ok.delegation, ok.wellKnown, "a confirmed delegation is stored as a one-byte tag")
+        let failure = WellKnownOutcome(result: .failed(code: "wellknown_timeout", message: "timed out", temporary: true), headerLifetime: nil)
+        var rebuilt = Self.srvAnswer
+        rebuilt.targets[0].addresses = [IPAddress("203.0.113.8")!]
+        let stale = CacheRules.updated(ok, serverName: "example.org", result: .success(rebuilt), fetched: failure,
+                                       now: 1_800_004_000, jitter: 0)
+        XCTAssertTrue(CacheRules.servesKeptDelegation(stale))
+        let back = try roundTrip(stale)
+        XCTAssertEqual(back, stale)
+        XCTAssertEqual(back.delegation, Self.srvAnswer.wellKnown)
+        XCTAssertEqual(back.delegationExpiresAt, ok.wellKnownExpiresAt)
+        XCTAssertEqual(back.lastGood, Self.srvAnswer)
     }
 
     func testOddButValidEntriesRoundTrip() throws {

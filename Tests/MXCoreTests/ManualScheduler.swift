@@ -15,6 +15,7 @@ final class ManualScheduler: Scheduler {
     }
 
     var pendingCount: Int { state.withLock { $0.timers.count } }
+    var now: Int { state.withLock { $0.now } }
 
     /// Moves the clock forward and runs, in due order, what has come due.
     func advance(milliseconds: Int) {

@@ -82,6 +82,8 @@ class FaultDNS:
             rep.header.rcode = RCODE.REFUSED
         elif action == "nxdomain":
             rep.header.rcode = RCODE.NXDOMAIN
+        elif action == "notimp":
+            rep.header.rcode = RCODE.NOTIMP
         elif action == "trunc" and proto == "udp":
             rep.header.tc = 1
         else:

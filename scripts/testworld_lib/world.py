@@ -10,7 +10,7 @@ import re
 import subprocess
 
 WK_PATH = "/.well-known/matrix/server"
-DNS_FAULTS = ("servfail", "refused", "stall", "trunc", "wrongid", "nxdomain")
+DNS_FAULTS = ("servfail", "refused", "stall", "trunc", "wrongid", "nxdomain", "notimp")
 RTYPES = ("A", "AAAA", "CNAME", "SRV")
 
 

@@ -19,7 +19,7 @@ import Darwin
 /// Lock order: `writer`, then `gate`.
 public final class LMDBStore: CacheStore, @unchecked Sendable {
     /// Written to `meta`/`format_version`; anything else found there makes a writer rebuild.
-    public static let formatVersion = "mxresolved-cache-3"
+    public static let formatVersion = "mxresolved-cache-4"
 
     public let directory: String
     public let isReadOnly: Bool

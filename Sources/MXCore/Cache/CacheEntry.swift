@@ -18,16 +18,21 @@ public struct CacheEntry: Sendable, Equatable {
     public var wellKnownFetchedAt: Double?
     /// Consecutive failed well-known fetches (drives its back-off).
     public var wellKnownFailures: Int
+    /// The last delegation a fetch confirmed and that delegation's own expiry. A temporary failure of
+    /// later fetches keeps it (the answer is then served as stale) until 2 h past that expiry.
+    public var delegation: WellKnownOutcome?
+    public var delegationExpiresAt: Double?
     /// Consecutive failed resolutions of the whole name (drives its back-off; 0 after a success).
     public var consecutiveFailures: Int
-    /// The last good answer, kept through temporary failures for a bounded grace.
+    /// The last confirmed answer (built from a well-known state that was not itself a kept
+    /// delegation), kept through temporary failures for a bounded grace.
     public var lastGood: Resolution?
     public var lastGoodExpiresAt: Double?
 
     public init(serverName: String, outcome: Outcome, fetchedAt: Double, expiresAt: Double,
                 wellKnown: WellKnownOutcome? = nil, wellKnownExpiresAt: Double? = nil, wellKnownFetchedAt: Double? = nil,
-                wellKnownFailures: Int = 0, consecutiveFailures: Int = 0,
-                lastGood: Resolution? = nil, lastGoodExpiresAt: Double? = nil) {
+                wellKnownFailures: Int = 0, delegation: WellKnownOutcome? = nil, delegationExpiresAt: Double? = nil,
+                consecutiveFailures: Int = 0, lastGood: Resolution? = nil, lastGoodExpiresAt: Double? = nil) {
         self.serverName = serverName
         self.outcome = outcome
         self.fetchedAt = fetchedAt
@@ -36,6 +41,8 @@ public struct CacheEntry: Sendable, Equatable {
         self.wellKnownExpiresAt = wellKnownExpiresAt
         self.wellKnownFetchedAt = wellKnownFetchedAt
         self.wellKnownFailures = wellKnownFailures
+        self.delegation = delegation
+        self.delegationExpiresAt = delegationExpiresAt
         self.consecutiveFailures = consecutiveFailures
         self.lastGood = lastGood
         self.lastGoodExpiresAt = lastGoodExpiresAt

@@ -15,6 +15,11 @@ public enum CachePolicy {
     public static let wellKnownMinLifetime: Double = 5 * 60
     /// The spec's recommended "maximum cache time for responses" (Synapse: 48 h).
     public static let wellKnownMaxLifetime: Double = 48 * 3600
+    /// Fetches of a name whose delegation was recently valid before a failure counts (Synapse:
+    /// `WELL_KNOWN_RETRY_ATTEMPTS`): one lost connection must not put a working delegation in doubt.
+    public static let wellKnownRecentlyValidAttempts = 3
+    /// Pause between those attempts (Synapse: 0.5 s), "in the hopes that they come back up".
+    public static let wellKnownRetryDelay: Double = 0.5
 
     // MARK: Answers (well-known + DNS)
 
@@ -49,10 +54,12 @@ public enum CachePolicy {
 
     /// The raw lifetime the response's headers ask for, before clamping; nil when they say nothing.
     ///
-    /// - `Cache-Control`: every instance, split on ",", each directive split once on "=", key trimmed
-    ///   and compared case-insensitively, value trimmed; a later directive overrides an earlier one.
-    ///   `no-store` → 0; `no-cache` → 0 (an addition to Synapse: it means "revalidate before every use",
-    ///   which for us is the 5-minute floor); `max-age` with a non-empty integer value → that value.
+    /// - `Cache-Control`: every instance, split on "," outside quoted strings, each directive split
+    ///   once on "=", key trimmed and compared case-insensitively, value trimmed; a later directive
+    ///   overrides an earlier one. `no-store` → 0; a bare `no-cache` → 0 (an addition to Synapse: it
+    ///   means "revalidate before every use", which for us is the 5-minute floor), while
+    ///   `no-cache="field"` only concerns the named header fields (RFC 9111 §5.2.2.4) and is ignored;
+    ///   `max-age` with a non-empty integer value → that value.
     /// - else `Expires` (last instance): `Expires − Date` when a valid `Date` header exists (RFC 9111
     ///   §4.2.1, immune to our clock skew), else `Expires − now`; an unparsable `Expires` → 0 (RFC 9111:
     ///   an invalid date means "already expired").
@@ -60,13 +67,14 @@ public enum CachePolicy {
     public static func headerLifetime(_ headers: [HTTPHeader], now: Double) -> Double? {
         var directives: [String: String?] = [:]
         for header in headers where header.name.lowercased() == "cache-control" {
-            for directive in header.value.split(separator: ",", omittingEmptySubsequences: false) {
+            for directive in splitOutsideQuotes(header.value) {
                 let parts = directive.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 let key = trimmed(parts[0]).lowercased()
                 directives[key] = parts.count > 1 ? trimmed(parts[1]) : String?.none
             }
         }
-        if directives["no-store"] != nil || directives["no-cache"] != nil { return 0 }
+        let bareNoCache = directives["no-cache"].map { $0 == nil } ?? false
+        if directives["no-store"] != nil || bareNoCache { return 0 }
         if let value = directives["max-age"], let text = value, !text.isEmpty, let seconds = pythonInt(text) {
             return Double(seconds)
         }
@@ -157,6 +165,27 @@ public enum CachePolicy {
         var r = 1.0
         for _ in 0..<max(exponent, 0) { r *= multiplier }
         return r
+    }
+
+    /// The directives of a Cache-Control value: split on "," except inside a quoted string (which
+    /// may hold commas and backslash-escaped quotes), so `no-cache="a, b"` stays one directive.
+    static func splitOutsideQuotes(_ value: String) -> [Substring] {
+        var parts: [Substring] = []
+        var start = value.startIndex
+        var quoted = false
+        var escaped = false
+        for i in value.indices {
+            let c = value[i]
+            if escaped { escaped = false; continue }
+            if quoted && c == "\\" { escaped = true; continue }
+            if c == "\"" { quoted.toggle() }
+            if c == "," && !quoted {
+                parts.append(value[start..<i])
+                start = value.index(after: i)
+            }
+        }
+        parts.append(value[start...])
+        return parts
     }
 
     static func trimmed(_ s: Substring) -> String {

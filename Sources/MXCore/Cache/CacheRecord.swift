@@ -3,18 +3,19 @@
 /// entry's, a success's last good answer is the answer itself, the TLS name and SNI are tags when
 /// they repeat the Host header; traces are not kept.
 ///
-/// Layout 3, little-endian. A fixed header the store reads without decoding the rest:
+/// Layout 4, little-endian. A fixed header the store reads without decoding the rest:
 ///
-///     [0] layout (3)   [1] flags (bit 0: failure)
+///     [0] layout (4)   [1] flags (bit 0: failure)
 ///     [2..9] lastUsed f64   [10..17] expiresAt f64   [18..25] fetchedAt f64
 ///
 /// then: consecutive failures (LEB128); the answer or the failure; the well-known's outcome,
-/// expiry, fetch time and failure count; the last good answer; last, the CRC-32C of every byte
+/// expiry, fetch time and failure count; the kept delegation and its expiry; the last good answer;
+/// last, the CRC-32C of every byte
 /// before it (u32). Strings are LEB128 length + UTF-8, optionals a presence byte. Decoding checks
 /// the checksum first, then every length against the bytes left, and throws `CacheRecordError` on
 /// anything a writer does not produce.
 public enum CacheRecord {
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     static let headerSize = 26
     static let checksumSize = 4
     static let lastUsedOffset = 2
@@ -43,6 +44,17 @@ public enum CacheRecord {
         w.optional(entry.wellKnownExpiresAt) { $0.f64($1) }
         w.optional(entry.wellKnownFetchedAt) { $0.f64($1) }
         w.varint(entry.wellKnownFailures)
+        if let delegation = entry.delegation {
+            if delegation == entry.wellKnown, entry.delegationExpiresAt == entry.wellKnownExpiresAt {
+                w.u8(Delegation.theWellKnown.rawValue)
+            } else {
+                w.u8(Delegation.own.rawValue)
+                writeWellKnown(delegation, &w)
+                w.optional(entry.delegationExpiresAt) { $0.f64($1) }
+            }
+        } else {
+            w.u8(Delegation.none.rawValue)
+        }
         if let good = entry.lastGood {
             if good == entry.answer, entry.lastGoodExpiresAt == entry.expiresAt {
                 w.u8(LastGood.theAnswer.rawValue)
@@ -104,9 +116,23 @@ public enum CacheRecord {
         let wellKnownExpiresAt = try r.optional("wellKnownExpiresAt") { (r: inout ByteReader) throws(CacheRecordError) in try r.f64("wellKnownExpiresAt") }
         let wellKnownFetchedAt = try r.optional("wellKnownFetchedAt") { (r: inout ByteReader) throws(CacheRecordError) in try r.f64("wellKnownFetchedAt") }
         let wellKnownFailures = try r.varint("wellKnownFailures")
+        var delegation: WellKnownOutcome?
+        var delegationExpiresAt: Double?
+        switch Delegation(rawValue: try r.u8("delegation")) {
+        case .none?: break
+        case .theWellKnown?:
+            guard let wellKnown else { throw .invalid(field: "delegation") }
+            delegation = wellKnown
+            delegationExpiresAt = wellKnownExpiresAt
+        case .own?:
+            delegation = try readWellKnown(&r)
+            delegationExpiresAt = try r.optional("delegationExpiresAt") { (r: inout ByteReader) throws(CacheRecordError) in try r.f64("delegationExpiresAt") }
+        case nil: throw .invalid(field: "delegation")
+        }
         var entry = CacheEntry(serverName: key, outcome: try outcome.resolved(wellKnown), fetchedAt: fetchedAt, expiresAt: expiresAt,
                                wellKnown: wellKnown, wellKnownExpiresAt: wellKnownExpiresAt, wellKnownFetchedAt: wellKnownFetchedAt,
-                               wellKnownFailures: wellKnownFailures, consecutiveFailures: consecutiveFailures)
+                               wellKnownFailures: wellKnownFailures, delegation: delegation, delegationExpiresAt: delegationExpiresAt,
+                               consecutiveFailures: consecutiveFailures)
         switch LastGood(rawValue: try r.u8("lastGood")) {
         case .none?: break
         case .theAnswer?:
@@ -150,6 +176,8 @@ public enum CacheRecord {
     // MARK: Parts
 
     enum LastGood: UInt8 { case none = 0, theAnswer = 1, own = 2 }
+    /// The kept delegation is almost always the entry's own well-known with the same expiry.
+    enum Delegation: UInt8 { case none = 0, theWellKnown = 1, own = 2 }
     /// How an answer or failure refers to a well-known outcome.
     enum WellKnownRef: UInt8 { case none = 0, theEntrys = 1, own = 2 }
 
