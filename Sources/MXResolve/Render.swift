@@ -100,7 +100,7 @@ enum Render {
         if let a = e.answer {
             b.field("status", "ok")
             b.field("ttl", ttl)
-            if now >= e.expiresAt { b.field("stale", "yes") }
+            if CacheRules.isStale(e, now: now) { b.field("stale", "yes") }
             b.field("step", a.step.rawValue)
             answerFields(a, into: &b)
         } else if let f = e.failure {
@@ -124,7 +124,7 @@ enum Render {
         var o = JSONObject()
         o.string("server_name", e.serverName)
         o.bool("ok", e.answer != nil)
-        o.bool("stale", now >= e.expiresAt)
+        o.bool("stale", CacheRules.isStale(e, now: now))
         o.int("expires_in", max(0, Int(e.expiresAt - now)))
         if let a = e.answer {
             answerJSON(a, into: &o)

@@ -131,13 +131,14 @@ public final class ResolutionService: Sendable {
         resolve(name, fresh: true, completion: completion)
     }
 
-    func resolve(_ name: String, fresh: Bool, completion: @escaping Completion) {
+    /// `completion` nil: a background resolution nobody waits for (later requests may still join it).
+    func resolve(_ name: String, fresh: Bool, completion: Completion?) {
         let first: Bool = inflight.withLock { table in
             if table[name] != nil {
-                table[name]!.append(completion)
+                if let completion { table[name]!.append(completion) }
                 return false
             }
-            table[name] = [completion]
+            table[name] = completion.map { [$0] } ?? []
             return true
         }
         if !first {
@@ -205,7 +206,6 @@ public final class ResolutionService: Sendable {
             case .stale(let good, _):
                 logger.warning("resolution failed temporarily; serving the last good answer",
                                metadata: ["name": "\(name)", "code": "\(failureCode(of: entry))"])
-                stats.stale.wrappingAdd(1, ordering: .relaxed)
                 reply = Reply(serverName: name, answer: good, failure: nil, source: .stale, expiresIn: 0, trace: trace)
             case .failure, .expired:
                 // (a new entry lives at least 30 s, so it is never already expired)
@@ -221,6 +221,8 @@ public final class ResolutionService: Sendable {
         ])
         let waiters = inflight.withLock { $0.removeValue(forKey: name) ?? [] }
         stats.inflight.wrappingSubtract(1, ordering: .relaxed)
+        // Counted per reply, like a stale hit: a background revalidation serves nobody.
+        if reply.source == .stale { stats.stale.wrappingAdd(waiters.count, ordering: .relaxed) }
         for w in waiters { w(reply) }
     }
 
@@ -258,7 +260,7 @@ public final class ResolutionService: Sendable {
     @discardableResult
     private func resolveInBackground(_ name: String, fresh: Bool) -> Bool {
         if inflight.withLock({ $0[name] != nil }) { return false }
-        resolve(name, fresh: fresh) { _ in }
+        resolve(name, fresh: fresh, completion: nil)
         return true
     }
 

@@ -234,7 +234,7 @@ struct ShowCache: ParsableCommand {
             let ttl = max(0, Int(e.expiresAt - now))
             if let a = e.answer {
                 let targets = a.targets.map { "\($0.host):\($0.port)" }.joined(separator: " ")
-                print("\(e.serverName)  step \(a.step.rawValue)  ttl \(ttl)s\(now >= e.expiresAt ? " (stale)" : "")  host \(a.hostHeader)  -> \(targets)")
+                print("\(e.serverName)  step \(a.step.rawValue)  ttl \(ttl)s\(CacheRules.isStale(e, now: now) ? " (stale)" : "")  host \(a.hostHeader)  -> \(targets)")
             } else if let f = e.failure {
                 print("\(e.serverName)  FAILED \(f.code.rawValue)  ttl \(ttl)s  \(f.message)")
             }
