@@ -77,5 +77,7 @@ extension DaemonTests {
         // The revalidation failed again: still the delegation, still stale, next try after a doubled back-off.
         XCTAssertEqual(try daemon.ask("resolve wk-noanswer.test")["source"], "stale")
         XCTAssertEqual(try daemon.ask("statistics")["stale_revalidations"], "1")
+        let shown = try daemon.client().request("show-cache wk-noanswer.test")
+        XCTAssertTrue(shown.first?.contains("stale=yes") ?? false, "show-cache marks it as resolve serves it: \(shown)")
     }
 }
