@@ -164,15 +164,19 @@ public struct ResolutionFailure: Error, Sendable, Hashable, Codable, CustomStrin
     public var wellKnown: WellKnownOutcome?
     /// Negative TTL from the DNS server's SOA, when the failure is a "does not exist" answer.
     public var negativeTTL: UInt32?
+    /// The deadline passed while a lookup still waited in mxresolved's own queue: a busy daemon,
+    /// not the name's failure (never cached).
+    public var localQueueTimeout: Bool
     public var trace: [String]
 
     public init(code: FailureCode, message: String, step: ResolutionStep? = nil, wellKnown: WellKnownOutcome? = nil,
-                negativeTTL: UInt32? = nil, trace: [String] = []) {
+                negativeTTL: UInt32? = nil, localQueueTimeout: Bool = false, trace: [String] = []) {
         self.code = code
         self.message = message
         self.step = step
         self.wellKnown = wellKnown
         self.negativeTTL = negativeTTL
+        self.localQueueTimeout = localQueueTimeout
         self.trace = trace
     }
 

@@ -10,6 +10,9 @@ public struct ResolverSettings: Sendable {
     public var wellKnownMaxRedirects: Int = 10
     /// Upper bound on one whole resolution, so a caller always gets an answer.
     public var resolutionTimeoutMs: Int = 30_000
+    /// The longest one DNS lookup takes once sent (c-ares: the per-try timeout, doubling over the
+    /// tries, for each server). A lookup outstanding longer was waiting in the daemon's own queue.
+    public var dnsLookupMaxMs: Int = 3_000
     /// Seconds since the epoch (injected so tests control time).
     public var now: @Sendable () -> Double
     /// Uniform integer in 0..<n, for RFC 2782 weighted ordering (injected for tests).

@@ -38,9 +38,7 @@ public final class ServerResolver: Sendable {
         let run = Run(serverName: serverName, resolver: self, settings: settings, completion: completion)
         let deadline = settings.resolutionTimeoutMs
         // Holds the run until the deadline even if a backend drops its callbacks; a no-op once finished.
-        scheduler.schedule(afterMilliseconds: deadline) {
-            run.fail(.timeout, "resolution did not finish within \(deadline) ms")
-        }
+        scheduler.schedule(afterMilliseconds: deadline) { run.failAtDeadline(deadline) }
         run.start(knownWellKnown: knownWellKnown, wellKnownAttempts: wellKnownAttempts)
         return ResolutionHandle(run: run)
     }
@@ -59,6 +57,7 @@ final class Run: Sendable {
     let settings: ResolverSettings
     private let state: Mutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
     private let warnings = Mutex<Set<ResolutionWarning>>([])
+    let lookups = OutstandingLookups()
 
     init(serverName: String, resolver: ServerResolver, settings: ResolverSettings, completion: @escaping ServerResolver.Completion) {
         self.serverName = serverName
@@ -79,10 +78,11 @@ final class Run: Sendable {
         }
     }
 
-    func fail(_ code: FailureCode, _ message: String, step: ResolutionStep? = nil, negativeTTL: UInt32? = nil) {
+    func fail(_ code: FailureCode, _ message: String, step: ResolutionStep? = nil, negativeTTL: UInt32? = nil,
+              localQueueTimeout: Bool = false) {
         complete { trace, wellKnown in
             .failure(ResolutionFailure(code: code, message: message, step: step, wellKnown: wellKnown,
-                                       negativeTTL: negativeTTL, trace: trace))
+                                       negativeTTL: negativeTTL, localQueueTimeout: localQueueTimeout, trace: trace))
         }
     }
 
@@ -224,7 +224,7 @@ final class Run: Sendable {
             notFound(absence)
             return
         }
-        backend.querySRV(owner) { [self] result in
+        querySRV(owner) { [self] result in
             note("SRV \(owner): \(describe(result))")
             switch result {
             case .success(let records) where !records.isEmpty:
@@ -315,7 +315,7 @@ final class Run: Sendable {
     /// refusing it would cut off servers that federate with everyone else; it is a warning.
     func lookupAddresses(_ host: String, isSRVTarget: Bool,
                          completion: @escaping @Sendable (Result<[ResolvedAddress], ResolutionFailure>) -> Void) {
-        backend.queryAddresses(host) { [self] result in
+        queryAddresses(host) { [self] result in
             switch result {
             case .success(let set):
                 note("AAAA/A \(host): \(set.all.map { "\($0.address) ttl=\($0.ttl)" }.joined(separator: " "))"

@@ -61,7 +61,7 @@ struct WellKnownFetch: Sendable {
                                        maxBodyBytes: settings.wellKnownMaxBodyBytes,
                                        connectTimeoutMs: settings.wellKnownConnectTimeoutMs,
                                        totalTimeoutMs: settings.wellKnownTotalTimeoutMs)
-            run.backend.httpsGet(request) { result in
+            run.httpsGet(request) { result in
                 switch result {
                 case .failure(let error):
                     let code: String

@@ -275,4 +275,31 @@ final class ResolverCancellationTests: XCTestCase {
         XCTAssertEqual(codes.withLock { $0 }, [.timeout])
         XCTAssertEqual(scheduler.pendingCount, 0)
     }
+
+    /// The deadline's failure, with `now` following the manual clock.
+    func deadlineFailure(resolutionMs: Int, dnsLookupMaxMs: Int) -> ResolutionFailure? {
+        let scheduler = ManualScheduler()
+        var settings = ResolverSettings(now: { Double(scheduler.now) / 1000 })
+        settings.resolutionTimeoutMs = resolutionMs
+        settings.dnsLookupMaxMs = dnsLookupMaxMs
+        let box = Mutex<ResolutionFailure?>(nil)
+        ServerResolver(backend: StalledBackend(), settings: settings, scheduler: scheduler).resolve("stalled.example:8448") { r in
+            if case .failure(let f) = r { box.withLock { $0 = f } }
+        }
+        scheduler.advance(milliseconds: resolutionMs)
+        return box.withLock { $0 }
+    }
+
+    func testADeadlineReachedWhileALookupWaitedInTheDaemonsOwnQueueIsNotTheNamesFailure() throws {
+        // The address lookup has been outstanding 30 s; sent, it takes at most 3 s: it was queued.
+        let queued = try XCTUnwrap(deadlineFailure(resolutionMs: 30_000, dnsLookupMaxMs: 3_000))
+        XCTAssertEqual(queued.code, .timeout)
+        XCTAssertTrue(queued.localQueueTimeout)
+        XCTAssertTrue(queued.message.contains("queue"), queued.message)
+        XCTAssertFalse(CacheRules.isCached(queued))
+        // Outstanding 2 s of at most 3 s: the name (or its servers) is slow; that is remembered.
+        let slow = try XCTUnwrap(deadlineFailure(resolutionMs: 2_000, dnsLookupMaxMs: 3_000))
+        XCTAssertFalse(slow.localQueueTimeout)
+        XCTAssertTrue(CacheRules.isCached(slow))
+    }
 }

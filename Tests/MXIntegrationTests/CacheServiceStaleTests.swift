@@ -1,6 +1,9 @@
 import Foundation
 import XCTest
+import Logging
+import Synchronization
 import MXCore
+import MXAdapters
 @testable import MXResolve
 
 /// How long failures bound answers, and stale-while-revalidate during a delegated domain's outage,
@@ -95,5 +98,31 @@ extension CacheServiceTests {
         XCTAssertEqual(after.answer?.step, .defaultPort, "the spec's step 6")
         XCTAssertEqual(service.stats.staleGivenUp.load(ordering: .relaxed), 1)
         XCTAssertNil(service.entry(for: "out.test")?.delegation)
+    }
+
+    func testATimeoutSpentInTheDaemonsOwnQueueIsNotCachedAsTheNamesFailure() {
+        let c = clock!
+        var settings = ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: []), now: { c.now })
+        settings.resolutionTimeoutMs = 300
+        service = ResolutionService(resolver: ServerResolver(backend: backend, settings: settings, scheduler: DispatchScheduler()),
+                                    store: store, stats: Statistics(), logger: Logger(label: "test"), now: { c.now })
+        set { $0.addresses["busy.test"] = Self.a("1.2.3.7", ttl: 300)
+              $0.addresses["slow.test"] = Self.a("1.2.3.8", ttl: 300) }
+        backend.stalled.withLock { $0 = [wellKnownURL("busy.test"), wellKnownURL("slow.test")] }
+        defer { backend.release() }
+
+        // The fetch has been outstanding 20 s by the deadline, twice what a sent fetch can take.
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<ResolutionService.Reply?>(nil)
+        service.resolve("busy.test") { r in box.withLock { $0 = r }; done.signal() }
+        clock.advance(20)
+        XCTAssertEqual(done.wait(timeout: .now() + 5), .success)
+        XCTAssertEqual(box.withLock { $0 }?.failure?.code, .timeout)
+        XCTAssertNil(store.get("busy.test"), "a busy daemon is not the name's failure")
+        XCTAssertNil(service.cachedReply(for: "busy.test"), "the next request tries again")
+
+        // Without queueing (the fetch has been out only for the resolution's own 0.3 s) it is remembered.
+        XCTAssertEqual(ask("slow.test").failure?.code, .timeout)
+        XCTAssertEqual(store.get("slow.test")?.failure?.code, .timeout)
     }
 }

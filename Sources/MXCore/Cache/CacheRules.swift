@@ -126,9 +126,11 @@ public enum CacheRules {
 
     // MARK: Finishing a resolution
 
-    /// Whether a failure is remembered at all (answers always are).
+    /// Whether a failure is remembered at all (answers always are): not when it says nothing about
+    /// the name, because the name is invalid, the request was cancelled, or the deadline passed
+    /// while a lookup still waited in the daemon's own queue (a busy daemon, issue 13).
     public static func isCached(_ failure: ResolutionFailure) -> Bool {
-        !uncachedFailureCodes.contains(failure.code)
+        !uncachedFailureCodes.contains(failure.code) && !failure.localQueueTimeout
     }
 
     /// The name's new entry after a resolution finished at `now` (for a failure, only when
