@@ -66,9 +66,7 @@ public final class Daemon: Sendable {
         var settings = ResolverSettings(ipPolicy: config.ipPolicy)
         settings.wellKnownTotalTimeoutMs = config.wellKnownTimeoutMs
         settings.resolutionTimeoutMs = config.resolutionTimeoutMs
-        // resolv.conf lists at most 3 servers.
-        let servers = net.dnsServers.isEmpty ? 3 : net.dnsServers.count
-        settings.dnsLookupMaxMs = config.dnsTimeoutMs * ((1 << min(max(config.dnsTries, 1), 16)) - 1) * servers
+        settings.dnsLookupMaxMs = config.dnsLookupMaxMs
         let resolver = ServerResolver(backend: backend, settings: settings, scheduler: DispatchScheduler())
         service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger,
                                     memoryLimit: config.memoryCacheEntries)

@@ -36,6 +36,12 @@ public struct DaemonConfig: Sendable, Equatable {
 
     public var socketPath: String { socket ?? "\(stateDir)/mxresolved.sock" }
     public var cacheDir: String { "\(stateDir)/cache" }
+    /// The longest one DNS lookup takes once c-ares sent it: the per-try timeout, doubling over the
+    /// tries, for each server (resolv.conf lists at most 3).
+    public var dnsLookupMaxMs: Int {
+        let servers = dnsServers.isEmpty ? 3 : dnsServers.count
+        return dnsTimeoutMs * ((1 << min(max(dnsTries, 1), 16)) - 1) * servers
+    }
 
     public struct Problem: Error, CustomStringConvertible, Equatable {
         public var key: String

@@ -54,6 +54,7 @@ extension Daemon {
         resolver.ipPolicy = applied.ipPolicy
         resolver.wellKnownTotalTimeoutMs = applied.wellKnownTimeoutMs
         resolver.resolutionTimeoutMs = applied.resolutionTimeoutMs
+        resolver.dnsLookupMaxMs = applied.dnsLookupMaxMs
         service.resolver.settings = resolver
     }
 
