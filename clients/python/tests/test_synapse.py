@@ -206,3 +206,13 @@ def test_config_and_synapse_shape_are_checked_at_start_up():
     assert out.pop("defaults") == {"socket": "/s", "timeout": 10.0, "probe_interval": 5.0}
     assert out.pop("incompatible") == "ModuleApi has no attribute '_hs'"
     assert set(out.values()) == {"ConfigError"}, out
+
+
+def test_no_logging_context_was_lost_or_leaked(stack):
+    """Synapse's log-context checks (synapse.logging.context warnings) stayed quiet through
+    every path above: daemon answers, fallbacks, timeouts, probes and reresolves."""
+    for hs in stack.synapses:
+        complaints = [ln for ln in hs.log().splitlines()
+                      if " synapse.logging.context " in ln and (" WARNING " in ln or " ERROR " in ln)]
+        assert not complaints, "\n".join(complaints)
+        assert " ERROR mxresolved_client" not in hs.log(), hs.output()
