@@ -19,6 +19,9 @@ let package = Package(
         .executableTarget(name: "fuzz-well-known", dependencies: [
             "FuzzCheck", .product(name: "MXCore", package: "mxresolved"),
         ]),
+        .executableTarget(name: "fuzz-request-line", dependencies: [
+            "FuzzCheck", .product(name: "MXProtocol", package: "mxresolved"),
+        ]),
         .executableTarget(name: "fuzz-http-headers", dependencies: [
             "FuzzCheck", .product(name: "MXCore", package: "mxresolved"),
             .product(name: "MXAdapters", package: "mxresolved"),
