@@ -98,6 +98,15 @@ public final class Daemon: Sendable {
             limit.rlim_cur = limit.rlim_max
             setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         }
+        // Before the socket answers: a SIGTERM sent as soon as it does must not be ignored.
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig, SIG_IGN)
+            // One queue for all three: a reload never overlaps another or a shutdown.
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            s.setEventHandler { [self] in if sig == SIGHUP { reload() } else { shutdown(signal: sig) } }
+            s.resume()
+            sources.set(s)
+        }
         server.start()
         logger.info("mxresolved \(Wire.serverVersion) listening", metadata: [
             "socket": "\(config.socketPath)", "cache": "\(config.cacheDir)",
@@ -108,14 +117,6 @@ public final class Daemon: Sendable {
         t.setEventHandler { [service] in service.flushTouches() }
         t.resume()
         sources.set(t)
-        for sig in [SIGTERM, SIGINT, SIGHUP] {
-            signal(sig, SIG_IGN)
-            // One queue for all three: a reload never overlaps another or a shutdown.
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
-            s.setEventHandler { [self] in if sig == SIGHUP { reload() } else { shutdown(signal: sig) } }
-            s.resume()
-            sources.set(s)
-        }
         notifier?.send("READY=1\nSTATUS=\(statusLine)")
         startWatchdog()
         dispatchMain()
