@@ -46,6 +46,10 @@ let package = Package(
         // the socket path order and the blocking control client. No Foundation, no core.
         .target(name: "MXProtocol"),
 
+        // `mxresolvectl check`: what a remote homeserver does with an answer (TLS with its SNI, the
+        // certificate, the version and signed-keys endpoints), judged with hints for the usual mistakes.
+        .target(name: "MXCheck", dependencies: ["MXCore", "MXAdapters", "MXProtocol", "COpenSSL"]),
+
         // The resolving service: cache + single-flight + refresh over the adapters, the socket
         // protocol and server, configuration and statistics.
         .target(name: "MXResolve", dependencies: [
@@ -58,7 +62,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "mxresolvectl", dependencies: [
-            "MXProtocol", "MXCore", "MXAdapters",
+            "MXProtocol", "MXCore", "MXAdapters", "MXCheck",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -67,6 +71,7 @@ let package = Package(
         .target(name: "MXTestSupport", dependencies: ["MXCore", "MXAdapters", "MXProtocol", "MXResolve"], path: "Tests/MXTestSupport"),
         .testTarget(name: "MXAdaptersTests", dependencies: ["MXCore", "MXAdapters", "CLMDB", "MXTestSupport"]),
         .testTarget(name: "MXProtocolTests", dependencies: ["MXProtocol"]),
+        .testTarget(name: "MXCheckTests", dependencies: ["MXCheck", "MXCore", "MXTestSupport"]),
         .testTarget(name: "MXIntegrationTests", dependencies: ["MXCore", "MXAdapters", "MXProtocol", "MXResolve", "MXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -78,12 +78,13 @@ struct MXResolveCtl: ParsableCommand {
         abstract: "Query and manage mxresolved, the Matrix server-name resolver.",
         discussion: "Exit codes: 0 resolved/ok, 1 resolution failed, 2 usage error, 3 daemon not running.",
         version: Wire.serverVersion,
-        subcommands: [Query.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self, VerifyCache.self])
+        subcommands: [Query.self, Check.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self,
+                      VerifyCache.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; resolvectl and unbound-control users expect 2.
     static func main() {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(verbFirst(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             if exitCode(for: error).rawValue == 64 {
@@ -93,6 +94,23 @@ struct MXResolveCtl: ParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// Options given before the verb (`mxresolvectl --socket PATH query NAME`, as with resolvectl and
+/// systemctl) are moved after it, where each verb's parser reads them.
+func verbFirst(_ args: [String]) -> [String] {
+    let verbs = Set(MXResolveCtl.configuration.subcommands.map { $0._commandName } + ["help"])
+    let takesValue: Set<String> = ["--socket", "--legend", "--cache", "--state-dir", "--timeout", "--ca-file", "--ca-directory", "--cache-dir"]
+    var i = 0
+    while i < args.count {
+        let arg = args[i]
+        if arg == "--" || arg == "-h" || arg == "--help" || arg == "--version" { return args }
+        if verbs.contains(arg) { break }
+        guard arg.hasPrefix("-") else { return args }
+        i += takesValue.contains(arg) ? 2 : 1
+    }
+    guard i > 0, i < args.count else { return args }
+    return [args[i]] + Array(args[..<i]) + Array(args[(i + 1)...])
 }
 
 /// One request per line's worth of names; a name too long for any line is a usage error.

@@ -114,7 +114,8 @@ def run(d):
                          os.path.join(d, "faulthttps.log")).start(ad["faulthttps"], 443)
         _log(f"fault dns on {ad['faultdns']}:{port}, fault https on {ad['faulthttps']}:443")
         if plan.get("homeserver"):
-            await FakeHomeserver(os.path.join(d, "certs"), os.path.join(d, HOMESERVER_LOG)).start(
+            await FakeHomeserver(os.path.join(d, "certs"), os.path.join(d, HOMESERVER_LOG),
+                                 plan["homeserver"].get("servers")).start(
                 ad["homeserver"], plan["homeserver"]["ports"])
             _log(f"fake homeserver on {ad['homeserver']}:{plan['homeserver']['ports']}")
         children.append(subprocess.Popen(["dnsmasq", "-k", "-C", os.path.join(d, "dnsmasq.conf")],

@@ -1,0 +1,158 @@
+import Foundation
+import XCTest
+import MXTestSupport
+
+/// `mxresolvectl check` end to end: the real daemon and the real CLI against the check scenario
+/// (scripts/scenarios/check.json): one homeserver set up right, one name per usual mistake.
+final class CheckWorldTests: XCTestCase {
+    nonisolated(unsafe) static var world: TestWorld!
+    nonisolated(unsafe) static var daemon: DaemonProcess!
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            world = try TestWorld.up(scenario: "\(TestWorld.repoRoot)/scripts/scenarios/check.json", ipBlock: "127.0.77", name: "swift-check")
+            daemon = DaemonProcess(world: world, name: "check")
+            try daemon.start()
+        } catch {
+            fatalError("check world failed to start: \(error)")
+        }
+    }
+
+    override class func tearDown() {
+        daemon?.stop()
+        super.tearDown()
+    }
+
+    struct Report {
+        let status: Int32
+        let json: [String: Any]
+        let stderr: String
+        var checks: [[String: Any]] { json["checks"] as? [[String: Any]] ?? [] }
+        var mistakes: [String] { json["mistakes"] as? [String] ?? [] }
+        func checks(_ name: String, _ verdict: String) -> [[String: Any]] {
+            checks.filter { $0["check"] as? String == name && $0["verdict"] as? String == verdict }
+        }
+        func hint(for mistake: String) -> String {
+            checks.first { $0["mistake"] as? String == mistake }?["hint"] as? String ?? ""
+        }
+    }
+
+    func check(_ name: String, _ extra: [String] = []) throws -> Report {
+        let (status, out, err) = try runCommand(DaemonProcess.ctlBinary, ["check", name, "--json", "--socket", Self.daemon.socketPath] + extra)
+        let data = Data(out.split(separator: "\n").last.map(String.init)?.utf8 ?? "".utf8)
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        XCTAssertEqual(json["server_name"] as? String, name, "stdout: \(out)\nstderr: \(err)")
+        return Report(status: status, json: json, stderr: err)
+    }
+
+    func testAllGood() throws {
+        let r = try check("good.test")
+        XCTAssertEqual(r.status, 0, "\(r.json)")
+        XCTAssertEqual(r.json["federation_ok"] as? Bool, true)
+        XCTAssertEqual(r.mistakes, [])
+        for name in ["resolution", "well_known", "connect", "certificate", "version", "keys", "client_discovery"] {
+            XCTAssertEqual(r.checks(name, "ok").count, 1, "\(name) ok once: \(r.checks)")
+        }
+        let keys = r.checks("keys", "ok")[0]["data"] as? [String: Any]
+        XCTAssertEqual(keys?["all_ed25519_signatures_ok"] as? Bool, true)
+        XCTAssertEqual(keys?["server_name"] as? String, "good.test")
+        let resolution = r.json["resolution"] as? [String: Any]
+        XCTAssertEqual(resolution?["step"] as? String, "3.2")
+        // The homeserver saw the check's requests with the answer's SNI and Host.
+        let log = (try? String(contentsOfFile: "\(Self.world.dir)/homeserver.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.contains(#""sni": "hs-good.test", "host": "hs-good.test:8450", "port": 8450, "method": "GET", "uri": "/_matrix/key/v2/server""#), log)
+    }
+
+    func testTextReportEndsWithTheVerdict() throws {
+        let (status, out, _) = try runCommand(DaemonProcess.ctlBinary, ["--socket", Self.daemon.socketPath, "check", "good.test"])
+        XCTAssertEqual(status, 0)
+        XCTAssertTrue(out.contains("[ok]      keys hs-good.test:8450 [127.0.77.12]: ed25519:testworld signed by good.test"), out)
+        XCTAssertTrue(out.hasSuffix("s.\n") && out.contains("-- federation with good.test would work: 0 errors"), out)
+    }
+
+    func testCertificateForTheBaseDomainMissing() throws {
+        let r = try check("nocert.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.mistakes, ["cert_base_domain"])
+        XCTAssertTrue(r.hint(for: "cert_base_domain").contains("Serve a certificate for nocert.test"), "\(r.checks)")
+    }
+
+    func testPort8448Closed() throws {
+        let r = try check("closed8448.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.mistakes, ["port_8448_closed"])
+        XCTAssertTrue(r.hint(for: "port_8448_closed").contains("Open TCP 8448"), "\(r.checks)")
+    }
+
+    func testReverseProxyNotServingTheWellKnown() throws {
+        let r = try check("noproxy.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.mistakes, ["port_8448_closed", "well_known_not_served"])
+        XCTAssertTrue(r.hint(for: "well_known_not_served").contains("location = /.well-known/matrix/server"), "\(r.checks)")
+    }
+
+    func testWellKnownWithASchemeAndAPath() throws {
+        let r = try check("wkscheme.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.mistakes.contains("well_known_scheme_or_path"), "\(r.mistakes)")
+        XCTAssertTrue(r.hint(for: "well_known_scheme_or_path").contains(#"{"m.server": "hs-good.test:8450"}"#), "\(r.checks)")
+    }
+
+    func testSRVTargetThatIsACNAME() throws {
+        let r = try check("srvcname.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.mistakes, ["srv_target_cname"])
+        XCTAssertTrue(r.hint(for: "srv_target_cname").contains("RFC 2782"), "\(r.checks)")
+        // Everything else works: the CNAME is the only thing wrong.
+        XCTAssertEqual(r.checks("keys", "ok").count, 1)
+    }
+
+    func testLegacySRVWithoutMatrixFed() throws {
+        let r = try check("legacyonly.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.mistakes, ["legacy_srv_only"])
+        XCTAssertTrue(r.hint(for: "legacy_srv_only").contains("Add a _matrix-fed._tcp record for legacyonly.test"), "\(r.checks)")
+    }
+
+    func testIPv6PublishedButUnreachable() throws {
+        let r = try check("v6broken.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.mistakes, ["ipv6_unreachable"])
+        XCTAssertTrue(r.hint(for: "ipv6_unreachable").contains("publishes the IPv6 address ::1"), "\(r.checks)")
+        XCTAssertEqual(r.checks("keys", "ok").count, 1, "IPv4 works")
+    }
+
+    func testBadKeySignature() throws {
+        let r = try check("badkeys.test")
+        XCTAssertEqual(r.status, 1)
+        let keys = r.checks("keys", "error")
+        XCTAssertEqual(keys.count, 1, "\(r.checks)")
+        XCTAssertTrue((keys.first?["detail"] as? String ?? "").contains("signature does not verify"))
+    }
+
+    func testWellKnownDiffersBetweenAddresses() throws {
+        let r = try check("split.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.mistakes.contains("well_known_split"), "\(r.mistakes)")
+        XCTAssertEqual(r.checks("well_known", "ok").count, 2, "both addresses answer a valid well-known")
+    }
+
+    func testUnresolvableNameFails() throws {
+        let r = try check("nothing-here.test")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.checks("resolution", "error").count, 1)
+    }
+
+    func testDaemonNotRunningExits3() throws {
+        let (status, _, err) = try runCommand(DaemonProcess.ctlBinary, ["check", "good.test", "--socket", "/tmp/mxrt-none/nothing.sock"])
+        XCTAssertEqual(status, 3, err)
+    }
+
+    func testBoundedInTime() throws {
+        let started = Date()
+        let r = try check("good.test", ["--timeout", "0.001"])
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        XCTAssertEqual(r.status, 1, "nothing can be checked in a millisecond")
+    }
+}
