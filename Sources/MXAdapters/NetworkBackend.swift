@@ -114,6 +114,8 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     /// Trusts `path` (nil: none) as the extra CA file from the next handshake on; returns why it
     /// could not be loaded, in which case the trusted CAs stay as they were.
     public func setExtraCAFile(_ path: String?) -> String? { trust.replaceCAFile(path) }
+    /// The extra CA file trusted now (the one a reload last put in place).
+    public var extraCAFile: String? { trust.caFile }
 
     /// Every I/O thread runs a no-op job; `completion` runs once when all have (a liveness probe).
     public func probe(_ completion: @escaping @Sendable () -> Void) {

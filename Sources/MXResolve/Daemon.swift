@@ -71,7 +71,7 @@ public final class Daemon: Sendable {
         service = ResolutionService(resolver: resolver, store: store, stats: stats, logger: logger,
                                     memoryLimit: config.memoryCacheEntries)
         let backend = self.backend
-        handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID, caFile: config.caFile,
+        handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID, caFile: { backend.extraCAFile },
                                  upstream: { backend.counterSnapshot.fields }, resetUpstream: { backend.resetCounters() })
 
         // systemd socket activation: fd 3 is ours when LISTEN_PID is this process.

@@ -13,7 +13,7 @@ public final class RequestHandler: RequestHandling {
     /// Extra group allowed to change state (besides root and the daemon's own uid).
     let adminGroup: UInt32?
     /// The extra CA file trusted for well-known fetches (`version` reports it for `mxresolvectl check`).
-    let caFile: String?
+    let caFile: @Sendable () -> String?
     let ownUID = getuid()
     public let shuttingDown = Atomic<Bool>(false)
     let reresolveLimit = ReresolveLimit()
@@ -22,7 +22,7 @@ public final class RequestHandler: RequestHandling {
     let upstream: @Sendable () -> [(String, Int)]
     let resetUpstream: @Sendable () -> Void
 
-    public init(service: ResolutionService, stats: Statistics, store: any CacheStore, adminGroup: UInt32?, caFile: String? = nil,
+    public init(service: ResolutionService, stats: Statistics, store: any CacheStore, adminGroup: UInt32?, caFile: @escaping @Sendable () -> String? = { nil },
                 upstream: @escaping @Sendable () -> [(String, Int)] = { [] }, resetUpstream: @escaping @Sendable () -> Void = {}) {
         self.upstream = upstream
         self.resetUpstream = resetUpstream
@@ -73,7 +73,7 @@ public final class RequestHandler: RequestHandling {
             var b = ResponseLine.Builder("ok", id: id)
             b.field("version", Wire.serverVersion)
             b.field("proto", Wire.protocolVersion)
-            if let caFile { b.field("ca_file", caFile) }
+            if let caFile = caFile() { b.field("ca_file", caFile) }
             respond(b.line())
         case .resolve:
             resolve(request, respond: respond)
