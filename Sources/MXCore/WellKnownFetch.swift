@@ -6,14 +6,16 @@ struct WellKnownFetch: Sendable {
 
     static let path = "/.well-known/matrix/server"
     static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
+    static let timeoutCode = "wellknown_timeout"
 
     /// Fetches (following redirects); a temporary failure is tried again after
     /// `CachePolicy.wellKnownRetryDelay`, up to `attempts` fetches in all, as Synapse does for a
-    /// name that recently had a valid well-known.
+    /// name that recently had a valid well-known. A timeout is not: the attempt used its whole
+    /// budget, and another would leave steps 4–6 and the kept delegation no time before the deadline.
     func start(attempts: Int = 1, completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
         let url = HTTPSURL(host: host.lowercased(), port: nil, path: Self.path)
         hop(url, visited: []) { outcome in
-            guard attempts > 1, case .failed(_, _, true) = outcome.result, !run.isFinished else {
+            guard attempts > 1, case .failed(let code, _, true) = outcome.result, code != Self.timeoutCode, !run.isFinished else {
                 completion(outcome)
                 return
             }
@@ -68,7 +70,7 @@ struct WellKnownFetch: Sendable {
                     switch error {
                     case .connect: code = "wellknown_connect"
                     case .tls: code = "wellknown_tls"
-                    case .timeout: code = "wellknown_timeout"
+                    case .timeout: code = Self.timeoutCode
                     case .bodyTooLarge: code = "wellknown_too_large"
                     case .other: code = "wellknown_fetch"
                     }

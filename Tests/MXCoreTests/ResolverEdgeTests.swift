@@ -110,6 +110,8 @@ extension ResolverTests {
         XCTAssertEqual(times.count, 3)
         XCTAssertEqual(a.step, .defaultPort)
         XCTAssertEqual(resolveRetrying(SequencedWellKnownBackend(w, wellKnown: []), attempts: 1).1.count, 1)
+        let stalled = SequencedWellKnownBackend(w, wellKnown: [.failure(.timeout), json(#"{"m.server":"deleg:443"}"#)])
+        XCTAssertEqual(resolveRetrying(stalled, attempts: 3).1.count, 1, "a fetch that timed out used its whole budget")
     }
 }
 
