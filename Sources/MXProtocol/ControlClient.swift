@@ -12,6 +12,8 @@ public final class ControlClient: @unchecked Sendable {
     public enum Failure: Error, CustomStringConvertible {
         /// connect() failed: nothing listens at `path` (or may not be reached).
         case notRunning(path: String, reason: String)
+        /// connect() was refused for lack of permission on the socket or a directory above it.
+        case permissionDenied(path: String, reason: String)
         /// The daemon closed the connection before answering.
         case closed
         case timedOut
@@ -21,6 +23,7 @@ public final class ControlClient: @unchecked Sendable {
         public var description: String {
             switch self {
             case .notRunning(let path, let reason): return "cannot connect to \(path): \(reason)"
+            case .permissionDenied(let path, let reason): return "cannot connect to \(path): \(reason)"
             case .closed: return "the daemon closed the connection before answering"
             case .timedOut: return "no answer from the daemon in time"
             case .lineTooLong(let e): return "\(e)"
@@ -32,6 +35,7 @@ public final class ControlClient: @unchecked Sendable {
         self.path = path
         switch UnixSocket.connect(path) {
         case .success(let fd): self.fd = fd
+        case .failure(let e) where e.code == EACCES || e.code == EPERM: throw .permissionDenied(path: path, reason: e.description)
         case .failure(let e): throw .notRunning(path: path, reason: e.description)
         }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)

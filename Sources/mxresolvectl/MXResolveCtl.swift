@@ -4,29 +4,57 @@ import MXCore
 import MXProtocol
 import MXAdapters
 
-/// Exit codes (documented in --help): 0 resolved, 1 resolution failed, 2 usage error, 3 daemon not running.
+/// Exit codes (documented in --help, README and mxresolvectl(1)).
 enum Exit {
     static let failed = ExitCode(1)
     static let usage = ExitCode(2)
     static let notRunning = ExitCode(3)
+    /// The socket refused this user, or the daemon refused a state-changing verb (`forbidden`).
+    static let permissionDenied = ExitCode(4)
+    /// The daemon accepted the connection but did not answer within --timeout.
+    static let timedOut = ExitCode(5)
+    static let summary = "Exit codes: 0 resolved/ok, 1 resolution failed, 2 usage error, 3 daemon not running, "
+        + "4 permission denied, 5 timed out."
+
+    /// Reports a failure to reach or hear the daemon and gives its exit code.
+    static func reporting(_ failure: ControlClient.Failure, timeout: Int) -> ExitCode {
+        switch failure {
+        case .permissionDenied(let path, let reason):
+            warn("mxresolvectl: permission denied on \(path): \(reason)\n"
+                 + "Connecting needs write access to the socket: root, the daemon's user, or its group (ls -l \(path)).\n")
+            return permissionDenied
+        case .timedOut:
+            warn("mxresolvectl: mxresolved did not answer within \(timeout) s (--timeout)\n")
+            return timedOut
+        case .notRunning(let path, _):
+            warn("""
+            mxresolvectl: mxresolved is not running: \(failure)
+            Start it with: systemctl start mxresolved.socket   (or ./scripts/run, or mxresolved --socket \(path))
+
+            """)
+            return notRunning
+        case .closed, .lineTooLong:
+            warn("mxresolvectl: \(failure)\n")
+            return failed
+        }
+    }
 }
+
+func warn(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 
 struct SocketOption: ParsableArguments {
     @Option(help: "Daemon socket (default: $MXRESOLVED_SOCKET, else /run/mxresolved/socket when it exists, else ./.mxresolved/mxresolved.sock).")
     var socket: String?
 
+    @Option(help: "Seconds to wait for the daemon's answer (default 60).") var timeout: Int = 60
+
     var path: String { SocketPath.resolve(explicit: socket) }
 
     func connect() throws -> Session {
         do {
-            return try Session(path: path)
+            return try Session(path: path, timeout: timeout)
         } catch {
-            FileHandle.standardError.write(Data("""
-            mxresolvectl: mxresolved is not running: \(error)
-            Start it with: swift run mxresolved --socket \(path)   (or ./scripts/run)
-
-            """.utf8))
-            throw Exit.notRunning
+            throw Exit.reporting(error, timeout: timeout)
         }
     }
 }
@@ -35,11 +63,13 @@ struct SocketOption: ParsableArguments {
 /// a closed connection is not a daemon that is not running.
 final class Session {
     let path: String
+    let timeout: Int
     private var client: ControlClient
 
-    init(path: String) throws {
+    init(path: String, timeout: Int) throws(ControlClient.Failure) {
         self.path = path
-        client = try ControlClient(path: path)
+        self.timeout = timeout
+        client = try ControlClient(path: path, timeoutSeconds: timeout)
     }
 
     /// Sends a request and returns its response lines; reports failures and exits.
@@ -47,9 +77,9 @@ final class Session {
         do {
             return try sendOnce(request)
         } catch ControlClient.Failure.closed {
-            do { client = try ControlClient(path: path) } catch {
-                FileHandle.standardError.write(Data("mxresolvectl: mxresolved closed the connection and is no longer running: \(error)\n".utf8))
-                throw Exit.notRunning
+            do { client = try ControlClient(path: path, timeoutSeconds: timeout) } catch {
+                warn("mxresolvectl: mxresolved closed the connection; connecting again failed\n")
+                throw Exit.reporting(error, timeout: timeout)
             }
             do { return try sendOnce(request) } catch ControlClient.Failure.closed {
                 FileHandle.standardError.write(Data("mxresolvectl: mxresolved closed the connection twice without answering \(request.verb.rawValue)\n".utf8))
@@ -64,6 +94,8 @@ final class Session {
         } catch ControlClient.Failure.lineTooLong(let e) {
             FileHandle.standardError.write(Data("mxresolvectl: not sent: \(e)\n".utf8))
             throw Exit.usage
+        } catch ControlClient.Failure.timedOut {
+            throw Exit.reporting(.timedOut, timeout: timeout)
         } catch {
             FileHandle.standardError.write(Data("mxresolvectl: \(error)\n".utf8))
             throw Exit.failed
@@ -76,7 +108,7 @@ struct MXResolveCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mxresolvectl",
         abstract: "Query and manage mxresolved, the Matrix server-name resolver.",
-        discussion: "Exit codes: 0 resolved/ok, 1 resolution failed, 2 usage error, 3 daemon not running.",
+        discussion: Exit.summary,
         version: Wire.serverVersion,
         subcommands: [Query.self, Check.self, ShowCache.self, FlushCaches.self, Revalidate.self, Statistics.self, ResetStatistics.self,
                       VerifyCache.self])
@@ -125,7 +157,7 @@ func check(_ line: String) throws {
     let r = ResponseLine(line)
     if r.status == "err" {
         FileHandle.standardError.write(Data("mxresolvectl: \(r["code"] ?? "error"): \(r["msg"] ?? line)\n".utf8))
-        throw r["code"] == "forbidden" || r["code"] == "bad_request" ? Exit.usage : Exit.failed
+        throw r["code"] == "forbidden" ? Exit.permissionDenied : r["code"] == "bad_request" ? Exit.usage : Exit.failed
     }
 }
 
@@ -207,9 +239,15 @@ struct ShowCache: ParsableCommand {
         var request = Request(.showCache, name.map { [$0] } ?? [])
         if failures { request.options[.failures] = "yes" }
         if json { request.options[.format] = "json" }
-        guard let session = try? Session(path: socket.path) else {
+        let session: Session
+        do {
+            session = try Session(path: socket.path, timeout: socket.timeout)
+        } catch .notRunning {
             try showFromLMDB()
             return
+        } catch {
+            // The daemon runs (it refused us or is stuck): its cache file is not ours to read.
+            throw Exit.reporting(error, timeout: socket.timeout)
         }
         let lines = try session.send(request)
         if json { lines.forEach { print($0) }; return }
