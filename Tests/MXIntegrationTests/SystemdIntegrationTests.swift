@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 import MXTestSupport
 import MXProtocol
+@testable import MXResolve
+import Synchronization
 
 /// The daemon under systemd's eyes, through the real binary: sd_notify datagrams (READY, WATCHDOG,
 /// RELOADING, STOPPING) to a NOTIFY_SOCKET this test listens on, journal log lines, and SIGHUP
@@ -75,15 +77,19 @@ final class SystemdIntegrationTests: XCTestCase {
         let path: String
         let fd: Int32
 
+        /// `path`: a file, or `@name` in the abstract namespace (systemd may give either).
         init(path: String) throws {
             self.path = path
             unlink(path)
             fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
             var addr = sockaddr_un()
             addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { dst in for (i, b) in path.utf8.enumerated() { dst[i] = b } }
+            var bytes = Array(path.utf8)
+            if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
+            withUnsafeMutableBytes(of: &addr.sun_path) { dst in for (i, b) in bytes.enumerated() { dst[i] = b } }
+            let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
             let bound = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
             }
             guard bound == 0 else { throw TestSupportError("bind \(path): errno \(errno)") }
         }
@@ -132,9 +138,10 @@ final class SystemdIntegrationTests: XCTestCase {
         XCTAssertEqual(daemon.stop(), 0)
     }
 
-    /// A watchdog meant for another process (WATCHDOG_PID), or none at all, gets no pings.
+    /// A watchdog meant for another process (WATCHDOG_PID) gets no pings. The notify socket is in
+    /// the abstract namespace here.
     func testNoPingsForAnotherProcessesWatchdog() throws {
-        let listener = try NotifyListener(path: "/tmp/mxsd-notify-\(getpid())-2")
+        let listener = try NotifyListener(path: "@mxsd-notify-\(getpid())-2")
         let daemon = try ServiceProcess(name: "otherpid", config: "",
                                         environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"])
         _ = listener.until("READY=1")
@@ -213,6 +220,17 @@ final class SystemdIntegrationTests: XCTestCase {
         XCTAssertTrue(daemon.log().contains("reload failed; the running settings stay"), daemon.log())
         XCTAssertEqual(try daemon.ask("resolve \(name) cache=no").status, "ok", "still the reloaded DNS server")
 
+        // A CA file that does not load leaves the trusted CAs as they were.
+        let badCA = "\(daemon.dir)/bad-ca.pem"
+        try "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".write(toFile: badCA, atomically: true, encoding: .utf8)
+        try daemon.writeConfig("log-level = debug\ndns-timeout-ms = 200\ndns-tries = 1\nwellknown-timeout-ms = 1500\n"
+                               + worldSettings.replacingOccurrences(of: "ca-file = \(world.caFile)", with: "ca-file = \(badCA)")
+                               + "cache-map-size-mb = 300\n")
+        kill(daemon.process.processIdentifier, SIGHUP)
+        _ = listener.until("READY=1")
+        XCTAssertTrue(daemon.log().contains("reload: ca-file not changed: cannot load '\(badCA)'"), daemon.log())
+        XCTAssertEqual(try daemon.ask("resolve \(name) cache=no").status, "ok", "still trusts the world's CA")
+
         // Back to the system's resolv.conf cannot be done in place; the DNS servers stay.
         try daemon.writeConfig("log-level = debug\ndns-timeout-ms = 200\ndns-tries = 1\nwellknown-timeout-ms = 1500\n"
                                + worldSettings.split(separator: "\n").filter { !$0.hasPrefix("dns-server") }.map { $0 + "\n" }.joined()
@@ -221,6 +239,29 @@ final class SystemdIntegrationTests: XCTestCase {
         _ = listener.until("READY=1")
         XCTAssertTrue(daemon.log().contains("dns-server not changed: going back to the system's resolv.conf needs a restart"), daemon.log())
         XCTAssertEqual(daemon.stop(), 0)
+    }
+
+    /// The watchdog pings only while every probe comes back, and says once that one is late.
+    func testWatchdogPingsOnlyWhileProbesAnswer() throws {
+        let listener = try NotifyListener(path: "/tmp/mxsd-notify-\(getpid())-4")
+        let notifier = try XCTUnwrap(SystemdNotifier(notifySocket: listener.path))
+        let pending = Mutex<[@Sendable () -> Void]>([])
+        let lateReports = Mutex(0)
+        let probe: Watchdog.Probe = { answered in pending.withLock { $0.append(answered) } }
+        let watchdog = Watchdog(notifier: notifier, probes: [probe, probe]) { _ in lateReports.withLock { $0 += 1 } }
+
+        watchdog.tick()
+        XCTAssertEqual(listener.next(timeout: 1), "WATCHDOG=1")
+        // One of two probes answers: no ping, one report however many ticks pass.
+        pending.withLock { $0.removeFirst()() }
+        watchdog.tick()
+        watchdog.tick()
+        XCTAssertNil(listener.next(timeout: 0.3))
+        XCTAssertEqual(lateReports.withLock { $0 }, 1)
+        // Both answered: pings again.
+        pending.withLock { $0.removeFirst()() }
+        watchdog.tick()
+        XCTAssertEqual(listener.next(timeout: 1), "WATCHDOG=1")
     }
 
     /// `--key value` pairs of the test world as config file lines.
