@@ -153,8 +153,11 @@ final class SystemdIntegrationTests: XCTestCase {
     /// JOURNAL_STREAM naming stderr: syslog priority prefixes, no timestamp. Naming anything else:
     /// the plain format with a timestamp.
     func testJournalStreamLinesCarryPriorityAndNoTimestamp() throws {
-        let journal = try ServiceProcess(name: "journal", config: "log-level = info\ncache-map-size-mb = 64\n", journal: true)
-        try journal.waitForSocket()
+        // READY=1 says the signal handlers are in place (the socket accepts before that).
+        let listener = try NotifyListener(path: "/tmp/mxsd-notify-\(getpid())-5")
+        let journal = try ServiceProcess(name: "journal", config: "log-level = info\ncache-map-size-mb = 64\n",
+                                         environment: ["NOTIFY_SOCKET": listener.path], journal: true)
+        _ = listener.until("READY=1")
         // A warning: a setting that a reload cannot change.
         try journal.writeConfig("log-level = info\ncache-map-size-mb = 65\n")
         kill(journal.process.processIdentifier, SIGHUP)
