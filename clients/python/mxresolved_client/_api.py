@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Un
 
 from ._codec import (Reply, cache_entry_from_reply, error_from_reply, resolution_from_reply,
                      statistics_from_reply)
-from .types import CacheEntry, Reresolution, Resolution
+from .types import CacheEntry, Reresolution
 
 PACKAGED_SOCKET = "/run/mxresolved/socket"
 """Where the packaged daemon (dist/ systemd units) listens."""
