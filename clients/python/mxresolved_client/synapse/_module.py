@@ -29,6 +29,9 @@ DEFAULT_PROBE_INTERVAL = 5.0
 PROBE_TIMEOUT = 1.0
 """Seconds a re-probe ping may take: a healthy daemon answers ping in well under a millisecond."""
 
+RERESOLVE_TIMEOUT = 10.0
+"""Seconds a reresolve may take: it runs in the background, off every request's path."""
+
 
 def _seconds(config: Dict[str, Any], key: str, default: float) -> float:
     v = config.get(key, default)
@@ -87,7 +90,7 @@ class MxresolvedResolver:
 
     async def _send_reresolve(self, server_name: str) -> None:
         try:
-            r = await make_deferred_yieldable(self._client.reresolve(server_name))
+            r = await make_deferred_yieldable(self._client.reresolve(server_name, timeout=RERESOLVE_TIMEOUT))
         except MxResolvedError as e:
             logger.info("mxresolved: reresolve %s failed: %s", server_name, e)
             return
