@@ -153,6 +153,19 @@ func batches(_ verb: Verb, _ names: [String], options: [RequestOption: String] =
     }
 }
 
+/// Sends `names` in as many requests as they need and adds up one numeric field of the answers.
+func sumOverBatches(_ verb: Verb, _ names: [String], options: [RequestOption: String] = [:],
+                    field: String, socket: SocketOption) throws -> Int {
+    let session = try socket.connect()
+    var total = 0
+    for request in try batches(verb, names, options: options) {
+        let r = try session.send(request)[0]
+        try check(r)
+        total += Int(ResponseLine(r)[field] ?? "") ?? 0
+    }
+    return total
+}
+
 func check(_ line: String) throws {
     let r = ResponseLine(line)
     if r.status == "err" {
@@ -317,13 +330,8 @@ struct FlushCaches: ParsableCommand {
     @Argument(help: "Server names (default: all).") var names: [String] = []
     @Flag(help: "Also remove cached failures (with no names: only failures are kept out).") var failures = false
     func run() throws {
-        let session = try socket.connect()
-        var flushed = 0
-        for request in try batches(.flushCaches, names, options: failures ? [.failures: "yes"] : [:]) {
-            let r = try session.send(request)[0]
-            try check(r)
-            flushed += Int(ResponseLine(r)["flushed"] ?? "") ?? 0
-        }
+        let flushed = try sumOverBatches(.flushCaches, names, options: failures ? [.failures: "yes"] : [:],
+                                         field: "flushed", socket: socket)
         print("flushed \(flushed) entries")
     }
 }
@@ -333,13 +341,7 @@ struct Revalidate: ParsableCommand {
     @OptionGroup var socket: SocketOption
     @Argument(help: "Server names.") var names: [String]
     func run() throws {
-        let session = try socket.connect()
-        var queued = 0
-        for request in try batches(.revalidate, names) {
-            let r = try session.send(request)[0]
-            try check(r)
-            queued += Int(ResponseLine(r)["queued"] ?? "") ?? 0
-        }
+        let queued = try sumOverBatches(.revalidate, names, field: "queued", socket: socket)
         print("queued \(queued) names")
     }
 }

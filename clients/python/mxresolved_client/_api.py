@@ -123,6 +123,14 @@ class Verbs:
     """The verbs as methods, over ``self.call(Call, timeout)``: a value for the blocking client,
     an awaitable for asyncio, a Deferred for Twisted."""
 
+    def _configure(self, path: Optional[str], timeout: float, connect_retry: float, hello: bool) -> None:
+        """The settings every transport shares (see the clients' constructors)."""
+        self.path = socket_path(path)
+        self.timeout = timeout
+        self.connect_retry = connect_retry
+        self.do_hello = hello
+        self.server_info: Dict[str, Any] = {}
+
     def call(self, c: Call, timeout: Optional[float] = None) -> Any:
         raise NotImplementedError
 

@@ -72,11 +72,7 @@ class AsyncClient(_api.Verbs):
 
     def __init__(self, path: Optional[str] = None, timeout: float = 5.0, connect_retry: float = 2.0,
                  hello: bool = True) -> None:
-        self.path = _api.socket_path(path)
-        self.timeout = timeout
-        self.connect_retry = connect_retry
-        self.do_hello = hello
-        self.server_info: Dict[str, Any] = {}
+        self._configure(path, timeout, connect_retry, hello)
         self._conn: Optional[_AsyncConnection] = None
         self._lock: Optional[asyncio.Lock] = None
         self._closed = False

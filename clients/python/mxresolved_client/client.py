@@ -134,11 +134,7 @@ class Client(_api.Verbs):
 
     def __init__(self, path: Optional[str] = None, timeout: float = 5.0, connect_retry: float = 2.0,
                  hello: bool = True) -> None:
-        self.path = _api.socket_path(path)
-        self.timeout = timeout
-        self.connect_retry = connect_retry
-        self.do_hello = hello
-        self.server_info: Dict[str, Any] = {}
+        self._configure(path, timeout, connect_retry, hello)
         self._lock = threading.Lock()
         self._conn: Optional[_Connection] = None
         self._closed = False

@@ -83,11 +83,7 @@ class TwistedClient(_api.Verbs):
             from twisted.internet import reactor as _reactor
             reactor = _reactor
         self.reactor = reactor
-        self.path = _api.socket_path(path)
-        self.timeout = timeout
-        self.connect_retry = connect_retry
-        self.do_hello = hello
-        self.server_info: Dict[str, Any] = {}
+        self._configure(path, timeout, connect_retry, hello)
         self._proto: Optional[MxResolvedProtocol] = None
         self._connecting = False
         self._waiters: List["defer.Deferred[MxResolvedProtocol]"] = []
