@@ -23,6 +23,11 @@ public struct NetworkConfig: Sendable, Hashable {
     public var userAgent: String = "mxresolved"
     /// I/O threads owning curl (and, on the first, c-ares); one per core suits a cold start.
     public var ioThreads: Int = 1
+    /// RFC 8305's Connection Attempt Delay: how long a well-known fetch waits on one address family
+    /// before it also tries the other (250 ms, the RFC's recommendation).
+    public var happyEyeballsDelayMs: Int = 250
+    /// The outbound proxy for well-known fetches (nil: direct).
+    public var proxy: OutboundProxy? = nil
 
     public init() {}
 }
@@ -78,7 +83,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
                 let https: CurlHTTPS
                 do {
                     https = try CurlHTTPS(maxInFlight: max(1, config.maxHTTPSInFlight / count), userAgent: config.userAgent,
-                                          trust: trust)
+                                          trust: trust, happyEyeballsDelayMs: config.happyEyeballsDelayMs, proxy: config.proxy)
                 } catch {
                     dns?.shutdown()
                     throw error

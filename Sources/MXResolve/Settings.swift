@@ -97,7 +97,7 @@ extension DaemonConfig {
         .number("max-dns-inflight", \.maxDNSInFlight, in: 1...10_000, help: "DNS queries in flight at most."),
         .number("max-https-inflight", \.maxHTTPSInFlight, in: 1...10_000, help: "Well-known fetches in flight at most."),
         .number("wellknown-timeout-ms", \.wellKnownTimeoutMs, in: 100...120_000,
-                help: "Total timeout of one well-known fetch in ms."),
+                help: "Time for the whole well-known phase (every redirect hop) in ms; cut to leave steps 4-6 their DNS time inside resolution-timeout-ms."),
         .number("resolution-timeout-ms", \.resolutionTimeoutMs, in: 500...600_000,
                 help: "Upper bound on one whole resolution in ms."),
         .text("log-level", \.logLevel, valueName: "LEVEL", help: "trace, debug, info, notice, warning, error or critical.") {

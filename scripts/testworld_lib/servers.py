@@ -1,6 +1,7 @@
-"""In-process python servers run by the supervisor: fault DNS (UDP+TCP) and fault HTTPS."""
+"""In-process python servers run by the supervisor: fault DNS (UDP+TCP), fault HTTPS, blackholes."""
 import asyncio
 import json
+import socket
 import ssl
 import struct
 import time
@@ -193,3 +194,24 @@ class FaultHTTPS:
 
     async def start(self, host, port):
         await asyncio.start_server(self.handle, host, port, ssl=self.ctx, reuse_address=True)
+
+
+class Blackhole:
+    """An address on which connecting hangs, as behind a firewall that drops packets: :443 listens
+    with a backlog of 0 and one connection sits unaccepted in its queue, so the kernel drops every
+    further SYN (no iptables needed; it stays on loopback)."""
+
+    def __init__(self, host, port=443):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(0)
+        self.fillers = []
+        for _ in range(2):  # the first fills the queue; the second's SYN is already dropped
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect((host, port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(c)
