@@ -13,8 +13,10 @@ import time
 
 from dnslib import DNSRecord
 
+from dnslib import RCODE
+
 from .homeserver import LOG as HOMESERVER_LOG, FakeHomeserver
-from .servers import Blackhole, FaultDNS, FaultHTTPS
+from .servers import Blackhole, ConnectProxy, ErrorDNS, FaultDNS, FaultHTTPS
 
 
 def _log(msg):
@@ -113,6 +115,9 @@ def run(d):
         await FaultHTTPS(fwk, os.path.join(d, "certs"),
                          os.path.join(d, "faulthttps.log")).start(ad["faulthttps"], 443)
         blackholes = [Blackhole(ad["blackhole"]), Blackhole(ad["blackhole2"])]  # noqa: F841 (held open)
+        await ErrorDNS(RCODE.SERVFAIL, os.path.join(d, "servfaildns.log")).start(ad["servfaildns"], port)
+        await ErrorDNS(RCODE.REFUSED, os.path.join(d, "refuseddns.log")).start(ad["refuseddns"], port)
+        await ConnectProxy(os.path.join(d, "proxy.log")).start(ad["proxy"], 3128)
         _log(f"fault dns on {ad['faultdns']}:{port}, fault https on {ad['faulthttps']}:443, "
              f"blackholes on {ad['blackhole']}:443 and {ad['blackhole2']}:443")
         if plan.get("homeserver"):

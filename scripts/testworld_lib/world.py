@@ -29,6 +29,9 @@ def addrs_for(block):
         "homeserver": f"{block}.12",  # fake remote homeserver (homeserver.py)
         "blackhole": f"{block}.14",   # :443 listens with a full accept queue: SYNs are dropped
         "blackhole2": f"{block}.15",  # the same, a second address
+        "servfaildns": f"{block}.55", # DNS answering SERVFAIL to everything
+        "refuseddns": f"{block}.56",  # DNS answering REFUSED to everything
+        "proxy": f"{block}.57",       # HTTP CONNECT proxy on :3128
     }
 
 
