@@ -83,8 +83,8 @@ extension DaemonConfig {
               help: "hosts(5) file read before DNS for address lookups, as getaddrinfo does for Synapse; empty: none."),
         .optionalText("https-proxy", \.httpsProxy, valueName: "URL", defaultDescription: "the https_proxy environment variable",
                       example: "http://proxy.example.com:3128",
-                      help: "Outbound proxy for well-known fetches, [http[s]://][user:password@]host[:port] (port 1080 if none), "
-                          + "as Synapse takes https_proxy; the deny list still applies to the address tunnelled to.") { value in
+                      help: "Outbound proxy for well-known fetches, [http[s]://][user:password@]host[:port] (port 1080 if none); "
+                          + "the deny list still applies.") { value in
             do { _ = try OutboundProxy(proxy: value, noProxy: ""); return nil } catch { return "\(error)" }
         },
         .optionalText("no-proxy", \.noProxy, valueName: "LIST", defaultDescription: "the no_proxy environment variable",

@@ -217,39 +217,24 @@ class Blackhole:
             self.fillers.append(c)
 
 
-class ErrorDNS:
+class ErrorDNS(FaultDNS):
     """A DNS server that answers every query with one rcode (SERVFAIL or REFUSED): the first of two
-    configured servers, for fail-over tests."""
+    configured servers, for fail-over tests. UDP and TCP, as FaultDNS."""
 
     def __init__(self, rcode, logpath):
         self.rcode = rcode
         self.log = open(logpath, "a", buffering=1)
 
-    def reply(self, data):
+    async def respond(self, data, proto, peer):
         try:
             q = DNSRecord.parse(data)
         except Exception:
             return None
         rep = q.reply()
         rep.header.rcode = self.rcode
-        self.log.write(json.dumps({"t": round(time.time(), 4), "name": str(q.q.qname).rstrip(".").lower(),
+        self.log.write(json.dumps({"t": round(time.time(), 4), "proto": proto, "name": str(q.q.qname).rstrip(".").lower(),
                                    "type": QTYPE.get(q.q.qtype), "rcode": RCODE.get(self.rcode)}) + "\n")
         return rep.pack()
-
-    async def start(self, host, port):
-        loop = asyncio.get_running_loop()
-        srv = self
-
-        class Udp(asyncio.DatagramProtocol):
-            def connection_made(self, transport):
-                self.t = transport
-
-            def datagram_received(self, data, addr):
-                out = srv.reply(data)
-                if out is not None:
-                    self.t.sendto(out, addr)
-
-        await loop.create_datagram_endpoint(Udp, local_addr=(host, port))
 
 
 class ConnectProxy:
