@@ -135,7 +135,7 @@ final class ConnectingBackendTests: XCTestCase {
         var s = ResolverSettings(ipPolicy: policy ?? Self.world.policy)
         s.wellKnownConnectTimeoutMs = 1_000
         s.wellKnownTotalTimeoutMs = 1_500
-        s.dnsLookupBoundMs = 900
+        s.dnsLookupMaxMs = 900
         let done = expectation(description: name)
         let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
         ServerResolver(backend: backend, settings: s, scheduler: DispatchScheduler()).resolve(name) { r in
