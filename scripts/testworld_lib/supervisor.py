@@ -11,9 +11,7 @@ import subprocess
 import sys
 import time
 
-from dnslib import DNSRecord
-
-from dnslib import RCODE
+from dnslib import RCODE, DNSRecord
 
 from .homeserver import LOG as HOMESERVER_LOG, FakeHomeserver
 from .servers import Blackhole, ConnectProxy, ErrorDNS, FaultDNS, FaultHTTPS
