@@ -18,8 +18,10 @@ public struct ResolverSettings: Sendable {
     /// The well-known phase's budget: `wellKnownTotalTimeoutMs`, cut so that steps 4–6 (at most
     /// three lookups in a row: two SRV, then the addresses) still fit in the resolution deadline
     /// after it (a slow redirect chain ends in step 4, not in `timeout`).
+    /// A deadline too short to hold the three lookups at all leaves the budget uncut.
     public var wellKnownBudgetMs: Int {
-        max(1, min(wellKnownTotalTimeoutMs, resolutionTimeoutMs - 3 * dnsLookupMaxMs))
+        let left = resolutionTimeoutMs - 3 * dnsLookupMaxMs
+        return left > 0 ? min(wellKnownTotalTimeoutMs, left) : wellKnownTotalTimeoutMs
     }
     /// Seconds since the epoch (injected so tests control time).
     public var now: @Sendable () -> Double
