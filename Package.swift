@@ -50,10 +50,13 @@ let package = Package(
         // certificate, the version and signed-keys endpoints), judged with hints for the usual mistakes.
         .target(name: "MXCheck", dependencies: ["MXCore", "MXAdapters", "MXProtocol", "COpenSSL"]),
 
+        // Answers and cache entries as protocol lines and JSON (the daemon; mxresolvectl reading LMDB).
+        .target(name: "MXRender", dependencies: ["MXCore", "MXProtocol"]),
+
         // The resolving service: cache + single-flight + refresh over the adapters, the socket
         // protocol and server, configuration and statistics.
         .target(name: "MXResolve", dependencies: [
-            "MXCore", "MXAdapters", "MXProtocol", "CLinux",
+            "MXCore", "MXAdapters", "MXProtocol", "MXRender", "CLinux",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -62,7 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "mxresolvectl", dependencies: [
-            "MXProtocol", "MXCore", "MXAdapters", "MXCheck",
+            "MXProtocol", "MXCore", "MXAdapters", "MXCheck", "MXRender",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

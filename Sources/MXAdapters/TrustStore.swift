@@ -154,12 +154,5 @@ final class TrustStore: Sendable {
     }
 
     /// The oldest queued OpenSSL error (the root cause), and the queue cleared.
-    private static func openSSLError() -> String {
-        let code = ERR_get_error()
-        ERR_clear_error()
-        guard code != 0 else { return "no certificate found" }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
+    private static func openSSLError() -> String { OpenSSLErrors.takeOldest() ?? "no certificate found" }
 }

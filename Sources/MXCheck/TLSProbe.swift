@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenSSL
+import MXAdapters
 import MXCore
 
 /// The leaf certificate a server presented, as an admin needs to see it.
@@ -214,13 +215,5 @@ public enum TLSProbe {
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
-    /// The oldest queued OpenSSL error (the root cause) as text, and the queue cleared.
-    static func openSSLError() -> String {
-        let code = ERR_get_error()
-        ERR_clear_error()
-        guard code != 0 else { return "" }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
+    static func openSSLError() -> String { OpenSSLErrors.takeOldest() ?? "" }
 }

@@ -4,6 +4,7 @@ import Glibc
 import MXCore
 import Synchronization
 import MXProtocol
+import MXRender
 
 /// The verbs of proto/PROTOCOL.md over a ResolutionService.
 public final class RequestHandler: RequestHandling {
@@ -200,13 +201,13 @@ public final class RequestHandler: RequestHandling {
             var o = JSONObject()
             o.bool("ok", true)
             if let id = request.id { o.string("id", id) }
-            o.raw("entries", JSONObject.array(entries.map { Render.entryJSON($0, now: now) }))
+            o.raw("entries", JSONObject.array(entries.map { AnswerRender.entryJSON($0, now: now) }))
             o.int("count", entries.count)
             respond(Array((o.text + "\n").utf8))
             return
         }
         var out: [UInt8] = []
-        for e in entries { out += Render.entryLine(e, id: request.id, now: now) }
+        for e in entries { out += AnswerRender.entryLine(e, id: request.id, now: now) }
         var b = ResponseLine.Builder("ok", id: request.id)
         b.field("count", entries.count)
         out += b.line()

@@ -2,6 +2,7 @@ import Dispatch
 import Synchronization
 import Logging
 import MXCore
+import MXRender
 
 /// The shared cache in front of the resolver: answers hits inline on the caller's thread,
 /// coalesces concurrent misses for a name into one upstream resolution (single-flight),
@@ -73,7 +74,7 @@ public final class ResolutionService: Sendable {
         case .fresh(let answer, let refreshAhead):
             if refreshAhead { refresh(name) }
             var fields = rendered
-            if fields == nil, let fixed = Render.fixedAnswerFields(answer) {
+            if fields == nil, let fixed = AnswerRender.fixedAnswerFields(answer) {
                 fields = fixed
                 memory.withLock { if $0.entries[name] == entry { $0.rendered[name] = fixed } }
             }

@@ -3,6 +3,7 @@ import Foundation
 import MXCore
 import MXProtocol
 import MXAdapters
+import MXRender
 
 /// Exit codes (documented in --help, README and mxresolvectl(1)).
 enum Exit {
@@ -294,21 +295,27 @@ struct ShowCache: ParsableCommand {
             throw Exit.notRunning
         }
         let now = Date().timeIntervalSince1970
-        var count = 0
+        var entries: [CacheEntry] = []
         FileHandle.standardError.write(Data("-- daemon not running; reading \(dir) directly\n".utf8))
         store.forEach { e in
             if let name, e.serverName != name { return }
             if e.isFailure && !failures { return }
-            count += 1
-            let ttl = max(0, Int(e.expiresAt - now))
-            if let a = e.answer {
-                let targets = a.targets.map { "\($0.host):\($0.port)" }.joined(separator: " ")
-                print("\(e.serverName)  step \(a.step.rawValue)  ttl \(ttl)s\(CacheRules.isStale(e, now: now) ? " (stale)" : "")  host \(a.hostHeader)  -> \(targets)")
-            } else if let f = e.failure {
-                print("\(e.serverName)  FAILED \(f.code.rawValue)  ttl \(ttl)s  \(f.message)")
-            }
+            entries.append(e)
         }
-        print("-- \(count) entries")
+        // The daemon's own rendering, so both paths print the same.
+        if json {
+            var o = JSONObject()
+            o.bool("ok", true)
+            o.raw("entries", JSONObject.array(entries.map { AnswerRender.entryJSON($0, now: now) }))
+            o.int("count", entries.count)
+            print(o.text)
+            return
+        }
+        for e in entries {
+            let line = String(decoding: AnswerRender.entryLine(e, id: nil, now: now), as: UTF8.self)
+            print(describeEntry(ResponseLine(line.trimmingCharacters(in: .newlines))))
+        }
+        print("-- \(entries.count) entries")
     }
 }
 

@@ -46,6 +46,16 @@ final class CheckWorldTests: XCTestCase {
         return Report(status: status, json: json, stderr: err)
     }
 
+    /// Exit 1, exactly `mistakes` recognised, and the hint of the first one saying `hint`.
+    @discardableResult
+    func assertMistakes(_ name: String, _ mistakes: [String], hint: String, file: StaticString = #filePath, line: UInt = #line) throws -> Report {
+        let r = try check(name)
+        XCTAssertEqual(r.status, 1, file: file, line: line)
+        XCTAssertEqual(r.mistakes, mistakes, file: file, line: line)
+        XCTAssertTrue(r.hint(for: mistakes[0]).contains(hint), "\(r.checks)", file: file, line: line)
+        return r
+    }
+
     func testAllGood() throws {
         let r = try check("good.test")
         XCTAssertEqual(r.status, 0, "\(r.json)")
@@ -72,54 +82,35 @@ final class CheckWorldTests: XCTestCase {
     }
 
     func testCertificateForTheBaseDomainMissing() throws {
-        let r = try check("nocert.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.mistakes, ["cert_base_domain"])
-        XCTAssertTrue(r.hint(for: "cert_base_domain").contains("Serve a certificate for nocert.test"), "\(r.checks)")
+        try assertMistakes("nocert.test", ["cert_base_domain"], hint: "Serve a certificate for nocert.test")
     }
 
     func testPort8448Closed() throws {
-        let r = try check("closed8448.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.mistakes, ["port_8448_closed"])
-        XCTAssertTrue(r.hint(for: "port_8448_closed").contains("Open TCP 8448"), "\(r.checks)")
+        try assertMistakes("closed8448.test", ["port_8448_closed"], hint: "Open TCP 8448")
     }
 
     func testReverseProxyNotServingTheWellKnown() throws {
-        let r = try check("noproxy.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.mistakes, ["port_8448_closed", "well_known_not_served"])
+        let r = try assertMistakes("noproxy.test", ["port_8448_closed", "well_known_not_served"], hint: "Open TCP 8448")
         XCTAssertTrue(r.hint(for: "well_known_not_served").contains("location = /.well-known/matrix/server"), "\(r.checks)")
     }
 
     func testWellKnownWithASchemeAndAPath() throws {
-        let r = try check("wkscheme.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.mistakes.contains("well_known_scheme_or_path"), "\(r.mistakes)")
+        let r = try assertMistakes("wkscheme.test", ["port_8448_closed", "well_known_scheme_or_path"], hint: "Open TCP 8448")
         XCTAssertTrue(r.hint(for: "well_known_scheme_or_path").contains(#"{"m.server": "hs-good.test:8450"}"#), "\(r.checks)")
     }
 
     func testSRVTargetThatIsACNAME() throws {
-        let r = try check("srvcname.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.mistakes, ["srv_target_cname"])
-        XCTAssertTrue(r.hint(for: "srv_target_cname").contains("RFC 2782"), "\(r.checks)")
+        let r = try assertMistakes("srvcname.test", ["srv_target_cname"], hint: "RFC 2782")
         // Everything else works: the CNAME is the only thing wrong.
         XCTAssertEqual(r.checks("keys", "ok").count, 1)
     }
 
     func testLegacySRVWithoutMatrixFed() throws {
-        let r = try check("legacyonly.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.mistakes, ["legacy_srv_only"])
-        XCTAssertTrue(r.hint(for: "legacy_srv_only").contains("Add a _matrix-fed._tcp record for legacyonly.test"), "\(r.checks)")
+        try assertMistakes("legacyonly.test", ["legacy_srv_only"], hint: "Add a _matrix-fed._tcp record for legacyonly.test")
     }
 
     func testIPv6PublishedButUnreachable() throws {
-        let r = try check("v6broken.test")
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.mistakes, ["ipv6_unreachable"])
-        XCTAssertTrue(r.hint(for: "ipv6_unreachable").contains("publishes the IPv6 address ::1"), "\(r.checks)")
+        let r = try assertMistakes("v6broken.test", ["ipv6_unreachable"], hint: "publishes the IPv6 address ::1")
         XCTAssertEqual(r.checks("keys", "ok").count, 1, "IPv4 works")
     }
 

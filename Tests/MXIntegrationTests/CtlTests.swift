@@ -123,6 +123,14 @@ final class CtlTests: XCTestCase {
         let (rc2, out2, err2) = try runCommand(DaemonProcess.ctlBinary, ["show-cache", "--socket", daemon.socketPath, "--state-dir", daemon.stateDir])
         XCTAssertEqual(rc2, 0, err2)
         XCTAssertTrue(out2.contains("wk-port.test  step 3.2"), out2)
+        // --json too, in the daemon's own shape; options before the verb as well.
+        let (rc3, out3, err3) = try runCommand(DaemonProcess.ctlBinary, ["--socket", daemon.socketPath, "--state-dir", daemon.stateDir,
+                                                                         "show-cache", "--json"])
+        XCTAssertEqual(rc3, 0, err3)
+        let shown = try JSONSerialization.jsonObject(with: Data(out3.utf8)) as? [String: Any]
+        let entries = shown?["entries"] as? [[String: Any]] ?? []
+        XCTAssertEqual(shown?["count"] as? Int, entries.count)
+        XCTAssertTrue(entries.contains { $0["server_name"] as? String == "wk-port.test" && $0["step"] as? String == "3.2" }, out3)
     }
 
     // MARK: Escaping, local limits, closed connections (issue 13 item 6)
