@@ -15,7 +15,6 @@ struct Check: ParsableCommand {
     @OptionGroup var socket: SocketOption
     @Argument(help: "Server names.") var names: [String]
     @Flag(help: "Print the report as JSON, one object per name and line.") var json = false
-    @Option(help: "Seconds each name may take at most.") var timeout: Double = 15
     @Option(help: "Extra trusted CA file (default: the daemon's ca-file, as its version answer reports it).") var caFile: String?
     @Option(help: "System CA directory (OpenSSL hashed layout).") var caDirectory: String = "/etc/ssl/certs"
 
@@ -23,6 +22,9 @@ struct Check: ParsableCommand {
         guard !names.isEmpty else { throw ValidationError("give at least one server name") }
         guard timeout > 0, timeout <= 600 else { throw ValidationError("--timeout takes seconds in (0, 600]") }
     }
+
+    /// Seconds each name may take at most (--timeout, shared with the other verbs' daemon wait).
+    var timeout: Double { socket.givenTimeout.map(Double.init) ?? 15 }
 
     func run() throws {
         _ = try socket.connect()  // exit 3 with advice when the daemon is not running

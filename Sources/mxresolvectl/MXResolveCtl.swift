@@ -47,7 +47,9 @@ struct SocketOption: ParsableArguments {
     @Option(help: "Daemon socket (default: $MXRESOLVED_SOCKET, else /run/mxresolved/socket when it exists, else ./.mxresolved/mxresolved.sock).")
     var socket: String?
 
-    @Option(help: "Seconds to wait for the daemon's answer (default 60).") var timeout: Int = 60
+    @Option(name: .customLong("timeout"), help: "Seconds to wait for the daemon's answer (default 60; check: seconds per name, default 15).")
+    var givenTimeout: Int?
+    var timeout: Int { givenTimeout ?? 60 }
 
     var path: String { SocketPath.resolve(explicit: socket) }
 
