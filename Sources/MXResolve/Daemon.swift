@@ -89,6 +89,20 @@ public final class Daemon: Sendable {
 
     var statusLine: String { "serving on \(config.socketPath)" }
 
+    /// The signals the daemon handles through Dispatch signal sources.
+    static let handledSignals = [SIGTERM, SIGINT, SIGHUP]
+
+    /// Blocks the handled signals in the calling thread; call it first, before any thread exists, so
+    /// every thread inherits the mask. On Linux libdispatch receives signals through a signalfd and
+    /// blocks them only on its own thread: a signal the kernel handed to any other thread would be
+    /// lost, and one sent before the sources exist must wait, pending, until they do.
+    public static func blockHandledSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in handledSignals { sigaddset(&set, sig) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
     /// Serves until SIGTERM/SIGINT, then shuts down cleanly and exits; SIGHUP reloads.
     public func run() -> Never {
         signal(SIGPIPE, SIG_IGN)
@@ -99,8 +113,12 @@ public final class Daemon: Sendable {
             setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         }
         // Before the socket answers: a SIGTERM sent as soon as it does must not be ignored.
-        for sig in [SIGTERM, SIGINT, SIGHUP] {
+        for sig in Self.handledSignals {
+            #if !os(Linux)
+            // kqueue reports signals beside their disposition; on Linux they stay blocked (see above),
+            // and SIG_IGN would discard one already pending.
             signal(sig, SIG_IGN)
+            #endif
             // One queue for all three: a reload never overlaps another or a shutdown.
             let s = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
             s.setEventHandler { [self] in if sig == SIGHUP { reload() } else { shutdown(signal: sig) } }

@@ -40,6 +40,7 @@ enum MXResolvedCommand {
     }
 
     static func run(_ config: DaemonConfig, arguments: [String]) -> Never {
+        Daemon.blockHandledSignals()
         let level = LogLevelSwitch(Logger.Level(rawValue: config.logLevel) ?? .info)
         let format = DaemonLogHandler.detectFormat()
         LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, format: format, level: level) }
