@@ -6,10 +6,10 @@ the waiters (an Event holder, a Future, a Deferred: opaque here) the pipeline ha
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Generic, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 from ._codec import DEFAULT_MAX_INFLIGHT, Reply, encode_request, parse_line
-from .errors import DaemonUnavailable, ProtocolError, UnsupportedVersion
+from .errors import ProtocolError, UnsupportedVersion
 
 MAX_RESPONSE_LINE = 16 * 1024 * 1024
 
@@ -73,6 +73,14 @@ class Pipeline(Generic[W]):
             raise ProtocolError(None, "response line too long")
         return done, self._release()
 
+    def deliver(self, data: bytes, write: Callable[[bytes], None], complete: Callable[[W, Reply], None]) -> None:
+        """``receive`` for a transport with one thread: writes the released lines, then completes
+        each answered request's waiter."""
+        done, out = self.receive(data)
+        write(out)
+        for waiter, reply in done:
+            complete(waiter, reply)
+
     def _dispatch(self, reply: Reply) -> Optional[Tuple[W, Reply]]:
         if reply.id is not None:
             key = reply.id if reply.id in self._sent else None
@@ -128,27 +136,3 @@ class Pipeline(Generic[W]):
         if code == "shutting_down":
             raise ConnectionLost("daemon is shutting down")
         return {}
-
-
-def is_draining(reply: Reply) -> bool:
-    """The daemon refused the request because it is stopping: reconnect and resend."""
-    return not reply.ok and reply.status != "json" and reply.get("code") == "shutting_down"
-
-
-def unavailable(path: str, last: Optional[BaseException]) -> DaemonUnavailable:
-    return DaemonUnavailable(f"mxresolved at {path} is unavailable: {last or 'shutting down'}")
-
-
-ATTEMPTS = 2
-"""A request is sent at most twice: once, and once more after a reconnect."""
-
-DRAIN_PAUSE = 0.05
-"""Seconds between reconnects while a stopping daemon still accepts and answers shutting_down."""
-
-
-def connect_delays() -> Iterator[float]:
-    """Pauses between connect attempts while the socket is absent or refusing (a restart)."""
-    delay = 0.02
-    while True:
-        yield delay
-        delay = min(delay * 2, 0.2)

@@ -7,9 +7,9 @@ from typing import Any, Dict, Optional, Sequence
 
 from . import _api
 from ._codec import Reply
-from ._pipeline import (ATTEMPTS, DRAIN_PAUSE, ConnectionLost, Pipeline, connect_delays, is_draining,
-                        unavailable)
-from .errors import DaemonUnavailable, MxResolvedError, ProtocolError, RequestTimeout
+from ._pipeline import ConnectionLost, Pipeline
+from ._reconnect import CannotConnect, Reconnecting
+from .errors import ProtocolError, RequestTimeout
 
 
 class _AsyncConnection(asyncio.Protocol):
@@ -28,14 +28,9 @@ class _AsyncConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            done, out = self.pipe.receive(data)
+            self.pipe.deliver(data, self._write, _settle)
         except ProtocolError as e:
             self._die(e)
-            return
-        self._write(out)
-        for fut, reply in done:
-            if not fut.done():
-                fut.set_result(reply)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._die(ConnectionLost(f"connection lost: {exc}" if exc else "connection closed by the daemon"))
@@ -65,7 +60,12 @@ class _AsyncConnection(asyncio.Protocol):
                 self._write(self.pipe.cancel(rid))
 
 
-class AsyncClient(_api.Verbs):
+def _settle(fut: "asyncio.Future[Reply]", reply: Reply) -> None:
+    if not fut.done():  # a call whose timeout cancelled it
+        fut.set_result(reply)
+
+
+class AsyncClient(Reconnecting[_AsyncConnection]):
     """asyncio client for mxresolved. Create it inside a running loop (or call methods
     from one); concurrent calls share one pipelined connection. Every call has a timeout;
     after a closed connection the client reconnects and resends once."""
@@ -84,74 +84,35 @@ class AsyncClient(_api.Verbs):
         await self.close()
 
     async def close(self) -> None:
-        self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._close()
 
-    async def _open(self, deadline: float) -> _AsyncConnection:
-        give_up = min(deadline, time.monotonic() + self.connect_retry)
-        while True:
-            try:
-                return await self._open_once(give_up)
-            except ConnectionLost:
-                # A stopping daemon may still accept and answer shutting_down: retry in the window.
-                if time.monotonic() + DRAIN_PAUSE >= give_up:
-                    raise
-                await asyncio.sleep(DRAIN_PAUSE)
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
-    async def _open_once(self, give_up: float) -> _AsyncConnection:
-        loop = asyncio.get_running_loop()
-        for delay in connect_delays():
-            try:
-                _, conn = await loop.create_unix_connection(_AsyncConnection, self.path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                if time.monotonic() + delay >= give_up:
-                    raise DaemonUnavailable(f"cannot connect to mxresolved at {self.path}: {e}") from e
-                await asyncio.sleep(delay)
-            except OSError as e:
-                raise DaemonUnavailable(f"cannot connect to mxresolved at {self.path}: {e}") from e
-        if self.do_hello:
-            try:
-                self.server_info = conn.pipe.accept_hello(await conn.request("hello", ["1"], {}))
-            except BaseException:
-                conn.close()
-                raise
+    async def _connect_once(self, deadline: float) -> _AsyncConnection:
+        try:
+            _, conn = await asyncio.get_running_loop().create_unix_connection(_AsyncConnection, self.path)
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            raise CannotConnect(e, retry=True) from e
+        except OSError as e:
+            raise CannotConnect(e, retry=False) from e
         return conn
 
-    async def _get_conn(self, deadline: float) -> _AsyncConnection:
+    async def _send(self, conn: _AsyncConnection, verb: str, args: Sequence[str], options: Dict[str, str],
+                    deadline: float) -> Reply:
+        return await conn.request(verb, args, options)
+
+    async def _connection(self, deadline: float) -> _AsyncConnection:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._closed:
-                raise MxResolvedError("client is closed")
-            if self._conn is None or self._conn.dead:
-                self._conn = await self._open(deadline)
-            return self._conn
-
-    async def _attempts(self, verb: str, args: Sequence[str], options: Dict[str, str], deadline: float) -> Reply:
-        last: Optional[BaseException] = None
-        for attempt in range(ATTEMPTS):
-            try:
-                conn = await self._get_conn(deadline)
-                reply = await conn.request(verb, args, options)
-            except ConnectionLost as e:
-                last = e
-                continue
-            if is_draining(reply) and attempt + 1 < ATTEMPTS:
-                if self._conn is conn:
-                    conn.close()
-                    self._conn = None
-                continue
-            return reply
-        raise unavailable(self.path, last)
+            return await self._reuse_or_open(deadline)
 
     async def _roundtrip(self, verb: str, args: Sequence[str], options: Dict[str, str],
                          timeout: Optional[float]) -> Reply:
         t = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(self._attempts(verb, args, options, time.monotonic() + t), t)
+            return await asyncio.wait_for(self._send_with_retry(verb, args, options, time.monotonic() + t), t)
         except asyncio.TimeoutError:
             raise RequestTimeout("mxresolved did not answer in time") from None
 

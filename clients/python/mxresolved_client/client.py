@@ -8,9 +8,9 @@ from typing import Any, Dict, Optional, Sequence
 
 from . import _api
 from ._codec import Reply
-from ._pipeline import (ATTEMPTS, DRAIN_PAUSE, ConnectionLost, Pipeline, connect_delays, is_draining,
-                        unavailable)
-from .errors import DaemonUnavailable, MxResolvedError, ProtocolError, RequestTimeout
+from ._pipeline import ConnectionLost, Pipeline
+from ._reconnect import CannotConnect, Reconnecting, run_blocking
+from .errors import ProtocolError, RequestTimeout
 
 
 class _Waiter:
@@ -20,30 +20,6 @@ class _Waiter:
         self.event = threading.Event()
         self.reply: Optional[Reply] = None
         self.error: Optional[BaseException] = None
-
-
-def _connect_unix(path: str, deadline: float, retry_window: float) -> socket.socket:
-    """Connect, retrying briefly while the socket is absent/refusing (daemon restarting)."""
-    give_up = min(deadline, time.monotonic() + retry_window)
-    for delay in connect_delays():
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(max(0.001, deadline - time.monotonic()))
-            s.connect(path)
-            s.settimeout(None)
-            return s
-        except (FileNotFoundError, ConnectionRefusedError, BlockingIOError, InterruptedError) as e:
-            s.close()
-            if time.monotonic() + delay >= give_up:
-                raise DaemonUnavailable(f"cannot connect to mxresolved at {path}: {e}") from e
-            time.sleep(delay)
-        except socket.timeout as e:
-            s.close()
-            raise RequestTimeout(f"timed out connecting to {path}") from e
-        except OSError as e:
-            s.close()
-            raise DaemonUnavailable(f"cannot connect to mxresolved at {path}: {e}") from e
-    raise AssertionError("connect_delays() is endless")
 
 
 class _Connection:
@@ -124,7 +100,7 @@ class _Connection:
         return w.reply
 
 
-class Client(_api.Verbs):
+class Client(Reconnecting[_Connection]):
     """Blocking client for mxresolved, safe to share between threads.
 
     Requests from all threads are pipelined on one connection with request ids.
@@ -147,58 +123,42 @@ class Client(_api.Verbs):
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._close()
 
-    def _get_conn(self, deadline: float) -> _Connection:
+    # The steps of the shared reconnect rule: each blocks until it is done (run_blocking).
+
+    async def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _connect_once(self, deadline: float) -> _Connection:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(max(0.001, deadline - time.monotonic()))
+            s.connect(self.path)
+            s.settimeout(None)
+        except (FileNotFoundError, ConnectionRefusedError, BlockingIOError, InterruptedError) as e:
+            s.close()
+            raise CannotConnect(e, retry=True) from e
+        except socket.timeout as e:
+            s.close()
+            raise RequestTimeout(f"timed out connecting to {self.path}") from e
+        except OSError as e:
+            s.close()
+            raise CannotConnect(e, retry=False) from e
+        return _Connection(s)
+
+    async def _send(self, conn: _Connection, verb: str, args: Sequence[str], options: Dict[str, str],
+                    deadline: float) -> Reply:
+        return conn.request(verb, args, options, deadline)
+
+    async def _connection(self, deadline: float) -> _Connection:
         with self._lock:
-            if self._closed:
-                raise MxResolvedError("client is closed")
-            if self._conn is not None and not self._conn.dead:
-                return self._conn
-            give_up = min(deadline, time.monotonic() + self.connect_retry)
-            while True:
-                conn = _Connection(_connect_unix(self.path, deadline, max(0.0, give_up - time.monotonic())))
-                try:
-                    if self.do_hello:
-                        self.server_info = conn.pipe.accept_hello(conn.request("hello", ["1"], {}, deadline))
-                    break
-                except ConnectionLost:
-                    # A daemon that is stopping may still accept (and answer shutting_down or
-                    # close): keep trying within the connect window; the new one will take over.
-                    conn.close()
-                    if time.monotonic() + DRAIN_PAUSE >= give_up:
-                        raise
-                    time.sleep(DRAIN_PAUSE)
-                except BaseException:
-                    conn.close()
-                    raise
-            self._conn = conn
-            return conn
+            return await self._reuse_or_open(deadline)
 
-    def _roundtrip(self, verb: str, args: Sequence[str], options: Dict[str, str],
-                   timeout: Optional[float]) -> Reply:
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        last: Optional[BaseException] = None
-        for attempt in range(ATTEMPTS):
-            conn: Optional[_Connection] = None
-            try:
-                conn = self._get_conn(deadline)
-                reply = conn.request(verb, args, options, deadline)
-            except ConnectionLost as e:
-                last = e
-                continue
-            if is_draining(reply) and attempt + 1 < ATTEMPTS:
-                with self._lock:
-                    if self._conn is conn:
-                        conn.close()
-                        self._conn = None
-                last = None
-                continue
-            return reply
-        raise unavailable(self.path, last)
+    def _drop(self, conn: _Connection) -> None:
+        with self._lock:
+            super()._drop(conn)
 
     def call(self, c: _api.Call, timeout: Optional[float] = None) -> Any:
-        return c.convert(self._roundtrip(c.verb, c.args, c.options, timeout))
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        return c.convert(run_blocking(self._send_with_retry(c.verb, c.args, c.options, deadline)))

@@ -8,6 +8,7 @@ Deferreds. Requires the ``twisted`` extra (``pip install './clients/python[twist
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer
@@ -18,9 +19,9 @@ from twisted.python.failure import Failure
 
 from . import _api
 from ._codec import Reply
-from ._pipeline import (ATTEMPTS, DRAIN_PAUSE, ConnectionLost, Pipeline, connect_delays, is_draining,
-                        unavailable)
-from .errors import DaemonUnavailable, MxResolvedError, ProtocolError, RequestTimeout
+from ._pipeline import ConnectionLost, Pipeline
+from ._reconnect import CannotConnect, Reconnecting
+from .errors import MxResolvedError, ProtocolError, RequestTimeout
 
 
 class MxResolvedProtocol(Protocol):
@@ -35,13 +36,9 @@ class MxResolvedProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         try:
-            done, out = self.pipe.receive(data)
+            self.pipe.deliver(data, self._write, defer.Deferred.callback)
         except ProtocolError as e:
             self._die(e)
-            return
-        self._write(out)
-        for d, reply in done:
-            d.callback(reply)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._die(ConnectionLost(f"connection lost: {reason.getErrorMessage() if reason else ''}"))
@@ -72,7 +69,7 @@ class MxResolvedProtocol(Protocol):
         return d
 
 
-class TwistedClient(_api.Verbs):
+class TwistedClient(Reconnecting[MxResolvedProtocol]):
     """Deferred-returning mxresolved client over one pipelined UNIX connection.
     Calls time out after ``timeout`` seconds (RequestTimeout); after a lost connection
     the client reconnects and resends once (DaemonUnavailable if that fails too)."""
@@ -84,65 +81,51 @@ class TwistedClient(_api.Verbs):
             reactor = _reactor
         self.reactor = reactor
         self._configure(path, timeout, connect_retry, hello)
-        self._proto: Optional[MxResolvedProtocol] = None
+        self._conn: Optional[MxResolvedProtocol] = None
         self._connecting = False
         self._waiters: List["defer.Deferred[MxResolvedProtocol]"] = []
         self._closed = False
 
     def close(self) -> None:
-        self._closed = True
-        if self._proto is not None:
-            self._proto.close()
-        self._proto = None
+        self._close()
 
-    @defer.inlineCallbacks
-    def _open(self) -> Any:
-        give_up = self.reactor.seconds() + self.connect_retry
-        while True:
-            try:
-                proto = yield self._open_once(give_up)
-                return proto
-            except ConnectionLost:
-                # A stopping daemon may still accept and answer shutting_down: retry in the window.
-                if self.reactor.seconds() + DRAIN_PAUSE >= give_up:
-                    raise
-                yield _sleep(self.reactor, DRAIN_PAUSE)
+    def _now(self) -> float:
+        return float(self.reactor.seconds())
 
-    @defer.inlineCallbacks
-    def _open_once(self, give_up: float) -> Any:
+    def _sleep(self, seconds: float) -> "defer.Deferred[None]":
+        d: "defer.Deferred[None]" = defer.Deferred()
+        self.reactor.callLater(seconds, d.callback, None)
+        return d
+
+    async def _connect_once(self, deadline: float) -> MxResolvedProtocol:
         endpoint = UNIXClientEndpoint(self.reactor, self.path, timeout=max(1, int(self.timeout)))
-        for delay in connect_delays():
-            try:
-                proto = yield connectProtocol(endpoint, MxResolvedProtocol())
-                break
-            except (ConnectError, TxConnectionRefused, OSError) as e:
-                if self.reactor.seconds() + delay >= give_up:
-                    raise DaemonUnavailable(f"cannot connect to mxresolved at {self.path}: {e}")
-                yield _sleep(self.reactor, delay)
-        if self.do_hello:
-            try:
-                self.server_info = proto.pipe.accept_hello((yield proto.request("hello", ["1"], {})))
-            except BaseException:
-                proto.close()
-                raise
+        try:
+            proto: MxResolvedProtocol = await connectProtocol(endpoint, MxResolvedProtocol())
+        except (ConnectError, TxConnectionRefused, OSError) as e:
+            raise CannotConnect(e, retry=True) from e
         return proto
 
-    def _get_proto(self) -> "defer.Deferred[MxResolvedProtocol]":
+    def _send(self, conn: MxResolvedProtocol, verb: str, args: Sequence[str], options: Dict[str, str],
+              deadline: float) -> "defer.Deferred[Reply]":
+        return conn.request(verb, args, options)
+
+    def _connection(self, deadline: float) -> "defer.Deferred[MxResolvedProtocol]":
         if self._closed:
             return defer.fail(MxResolvedError("client is closed"))
-        if self._proto is not None and not self._proto.dead:
-            return defer.succeed(self._proto)
+        if self._conn is not None and not self._conn.dead:
+            return defer.succeed(self._conn)
         w: "defer.Deferred[MxResolvedProtocol]" = defer.Deferred()
         self._waiters.append(w)
         if not self._connecting:
             self._connecting = True
-            self._open().addBoth(self._connected)
+            # Opened without a deadline: the callers waiting for it time out on their own.
+            defer.ensureDeferred(self._open(math.inf)).addBoth(self._connected)
         return w
 
     def _connected(self, result: Any) -> None:
         self._connecting = False
         if isinstance(result, MxResolvedProtocol):
-            self._proto = result
+            self._conn = result
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if isinstance(result, Failure):
@@ -151,27 +134,9 @@ class TwistedClient(_api.Verbs):
                 w.callback(result)
         return None
 
-    @defer.inlineCallbacks
-    def _attempts(self, verb: str, args: Sequence[str], options: Dict[str, str]) -> Any:
-        last: Optional[BaseException] = None
-        for attempt in range(ATTEMPTS):
-            try:
-                proto = yield self._get_proto()
-                reply = yield proto.request(verb, args, options)
-            except ConnectionLost as e:
-                last = e
-                continue
-            if is_draining(reply) and attempt + 1 < ATTEMPTS:
-                if self._proto is proto:
-                    proto.close()
-                    self._proto = None
-                continue
-            return reply
-        raise unavailable(self.path, last)
-
     def _roundtrip(self, verb: str, args: Sequence[str], options: Dict[str, str],
                    timeout: Optional[float]) -> "defer.Deferred[Reply]":
-        d = self._attempts(verb, args, options)
+        d = defer.ensureDeferred(self._send_with_retry(verb, args, options, math.inf))
 
         def on_timeout(f: Failure) -> Any:
             if f.check(defer.TimeoutError, defer.CancelledError):
@@ -183,9 +148,3 @@ class TwistedClient(_api.Verbs):
 
     def call(self, c: _api.Call, timeout: Optional[float] = None) -> "defer.Deferred[Any]":
         return self._roundtrip(c.verb, c.args, c.options, timeout).addCallback(c.convert)
-
-
-def _sleep(reactor: Any, seconds: float) -> "defer.Deferred[None]":
-    d: "defer.Deferred[None]" = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d

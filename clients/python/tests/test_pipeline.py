@@ -3,7 +3,8 @@ framing across arbitrary chunk boundaries, reply dispatch, cancel and failure.""
 import pytest
 
 from mxresolved_client._codec import parse_line
-from mxresolved_client._pipeline import MAX_RESPONSE_LINE, ConnectionLost, Pipeline, is_draining
+from mxresolved_client._pipeline import MAX_RESPONSE_LINE, ConnectionLost, Pipeline
+from mxresolved_client._reconnect import is_draining
 from mxresolved_client.errors import ProtocolError, UnsupportedVersion
 
 
