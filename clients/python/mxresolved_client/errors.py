@@ -1,7 +1,7 @@
 """Exceptions raised by the mxresolved clients."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Sequence, Type
 
 
 class MxResolvedError(Exception):
@@ -54,46 +54,46 @@ class ResolveError(MxResolvedError):
         self.expires_in = expires_in
         self.trace: list = trace or []
 
-
-class InvalidServerName(ResolveError):
-    family = "invalid_server_name"
-
-
-class DNSFailure(ResolveError):
-    """dns_timeout, dns_servfail, dns_refused, dns_error: temporary DNS trouble."""
-    family = "dns"
-
-
-class SRVFailure(ResolveError):
-    """srv_target_is_cname, srv_service_unavailable: the SRV answer is unusable."""
-    family = "srv"
+    def __init_subclass__(cls, family: str = "", codes: Sequence[str] = (), **kw: Any) -> None:
+        """A family class names its family and the daemon codes it stands for (a family of one
+        code is named after it); ``resolve_error`` raises it for those codes."""
+        super().__init_subclass__(**kw)
+        if family:
+            cls.family = family
+            for code in codes or (family,):
+                RESOLVE_ERROR_CLASSES[code] = cls
 
 
-class NoAddress(ResolveError):
-    family = "no_address"
+RESOLVE_ERROR_CLASSES: Dict[str, Type[ResolveError]] = {}
+"""The family class of each daemon code, filled in as the classes below are defined."""
 
 
-class AddressDenied(ResolveError):
-    family = "address_denied"
+class InvalidServerName(ResolveError, family="invalid_server_name"):
+    """The name is not a valid server name (never cached: asking again gives the same answer)."""
 
 
-class ResolveTimeout(ResolveError):
-    """The daemon's own resolution deadline passed (code ``timeout``)."""
-    family = "timeout"
+class DNSFailure(ResolveError, family="dns", codes=("dns_timeout", "dns_servfail", "dns_refused", "dns_error")):
+    """Temporary DNS trouble: a query timed out, a server answered SERVFAIL or REFUSED, or
+    another DNS failure (FORMERR, a malformed answer)."""
 
 
-RESOLVE_ERROR_CLASSES: Dict[str, Type[ResolveError]] = {
-    "invalid_server_name": InvalidServerName,
-    "dns_timeout": DNSFailure,
-    "dns_servfail": DNSFailure,
-    "dns_refused": DNSFailure,
-    "dns_error": DNSFailure,
-    "srv_target_is_cname": SRVFailure,
-    "srv_service_unavailable": SRVFailure,
-    "no_address": NoAddress,
-    "address_denied": AddressDenied,
-    "timeout": ResolveTimeout,
-}
+class SRVFailure(ResolveError, family="srv", codes=("srv_target_is_cname", "srv_service_unavailable")):
+    """The SRV answer is unusable: a target is a CNAME, or the single "." target says the
+    service is decidedly not available."""
+
+
+class NoAddress(ResolveError, family="no_address"):
+    """The host has no AAAA/A records (NXDOMAIN/NODATA)."""
+
+
+class AddressDenied(ResolveError, family="address_denied"):
+    """An address found (or the IP literal) is in a denied range: a name with any denied
+    address is refused as a whole."""
+
+
+class ResolveTimeout(ResolveError, family="timeout"):
+    """The whole resolution exceeded the daemon's deadline."""
+
 
 PROTOCOL_ERROR_CODES = frozenset({
     "bad_request", "unknown_verb", "line_too_long", "too_many_in_flight",
