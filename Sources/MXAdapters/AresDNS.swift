@@ -144,13 +144,13 @@ final class AresDNS {
             } catch {
                 return .failure(.other("malformed DNS answer: \(error)"))
             }
-            switch message.rcode {
-            case DNSRcode.noError: return .success(message)
-            case DNSRcode.nxDomain: return .failure(.nxdomain(negativeTTL: message.negativeTTL))
-            case DNSRcode.servFail: return .failure(.servfail)
-            case DNSRcode.refused: return .failure(.refused)
-            case DNSRcode.notImp: return .failure(.notImplemented)
-            default: return .failure(.other("DNS rcode \(message.rcode)"))
+            switch DNSRcode(rawValue: message.rcode) {
+            case .noError?: return .success(message)
+            case .nxDomain?: return .failure(.nxdomain(negativeTTL: message.negativeTTL))
+            case .servFail?: return .failure(.servfail)
+            case .refused?: return .failure(.refused)
+            case .notImp?: return .failure(.notImplemented)
+            case .formErr?, nil: return .failure(.other("DNS rcode \(message.rcode)"))
             }
         }
         switch status {

@@ -34,13 +34,10 @@ public enum DNSRecordType {
     public static let srv: UInt16 = 33
 }
 
-public enum DNSRcode {
-    public static let noError: UInt8 = 0
-    public static let formErr: UInt8 = 1
-    public static let servFail: UInt8 = 2
-    public static let nxDomain: UInt8 = 3
-    public static let notImp: UInt8 = 4
-    public static let refused: UInt8 = 5
+/// The response codes of RFC 1035 §4.1.1, numbered from 0 in this order; the later ones
+/// (RFC 2136 and on) have no name here and count as other errors.
+public enum DNSRcode: UInt8, Sendable {
+    case noError = 0, formErr, servFail, nxDomain, notImp, refused
 }
 
 public enum DNSRecordData: Sendable, Hashable {

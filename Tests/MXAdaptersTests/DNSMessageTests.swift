@@ -70,7 +70,7 @@ final class DNSMessageTests: XCTestCase {
 
     func testSRVWithCompressionAndTTLs() throws {
         let m = try DNSMessage(parsing: srvPacket())
-        XCTAssertEqual(m.rcode, DNSRcode.noError)
+        XCTAssertEqual(m.rcode, DNSRcode.noError.rawValue)
         let (rrs, chain) = m.records(ofType: DNSRecordType.srv, for: "_matrix-fed._tcp.EXAMPLE.com")
         XCTAssertEqual(chain, [])
         XCTAssertEqual(rrs.count, 2)
@@ -137,7 +137,7 @@ final class DNSMessageTests: XCTestCase {
         p.u32(1); p.u32(3600); p.u32(600); p.u32(86400); p.u32(60)
         p.endRData(s)
         let m = try DNSMessage(parsing: p.bytes)
-        XCTAssertEqual(m.rcode, DNSRcode.nxDomain)
+        XCTAssertEqual(m.rcode, DNSRcode.nxDomain.rawValue)
         XCTAssertEqual(m.negativeTTL, 60)  // min(SOA TTL 600, MINIMUM 60)
         XCTAssertEqual(AresDNS.classify(status: 4, answer: p.bytes), .failure(.nxdomain(negativeTTL: 60)))
 
@@ -152,7 +152,8 @@ final class DNSMessageTests: XCTestCase {
     }
 
     func testRcodeClassification() {
-        for (rcode, expected) in [(UInt16(2), DNSError.servfail), (5, .refused), (4, .notImplemented), (6, .other("DNS rcode 6"))] {
+        for (rcode, expected) in [(UInt16(2), DNSError.servfail), (5, .refused), (4, .notImplemented), (1, .other("DNS rcode 1")),
+                                   (6, .other("DNS rcode 6"))] {
             var p = Packet(flags: 0x8180 | rcode, an: 0)
             _ = p.question("x.example.com", type: DNSRecordType.a)
             XCTAssertEqual(AresDNS.classify(status: 0, answer: p.bytes), .failure(expected))
