@@ -45,14 +45,12 @@ public struct Target: Sendable, Hashable, Codable {
     /// The families interleaved, IPv6 first (RFC 8305 §4).
     public var addresses: [IPAddress]
     /// The SRV record's priority and weight, when the target came from one (to reorder cached answers).
-    public var srvPriority: UInt16?
-    public var srvWeight: UInt16?
-    public init(host: String, port: UInt16, addresses: [IPAddress], srvPriority: UInt16? = nil, srvWeight: UInt16? = nil) {
+    public var srvRank: SRVRank?
+    public init(host: String, port: UInt16, addresses: [IPAddress], srvRank: SRVRank? = nil) {
         self.host = host
         self.port = port
         self.addresses = addresses
-        self.srvPriority = srvPriority
-        self.srvWeight = srvWeight
+        self.srvRank = srvRank
     }
 }
 

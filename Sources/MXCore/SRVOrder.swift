@@ -44,7 +44,7 @@ public enum SRVOrder {
     /// answer's lifetime spreads its connections by the records' weights, not all onto one target.
     /// Targets not from SRV (or a single one) are returned as they are.
     public static func reordered(_ targets: [Target]) -> [Target] {
-        guard targets.count > 1, targets.allSatisfy({ $0.srvPriority != nil && $0.srvWeight != nil }) else { return targets }
+        guard targets.count > 1, targets.allSatisfy({ $0.srvRank != nil }) else { return targets }
         return order(targets)
     }
 }
@@ -55,9 +55,21 @@ public protocol SRVWeighted {
     var weight: UInt16 { get }
 }
 
-extension SRVRecord: SRVWeighted {}
+/// Where an SRV record stands in that order: its priority and weight, kept with a target made from it.
+public struct SRVRank: SRVWeighted, Sendable, Hashable, Codable {
+    public var priority: UInt16
+    public var weight: UInt16
+    public init(priority: UInt16, weight: UInt16) {
+        self.priority = priority
+        self.weight = weight
+    }
+}
+
+extension SRVRecord: SRVWeighted {
+    public var rank: SRVRank { SRVRank(priority: priority, weight: weight) }
+}
 
 extension Target: SRVWeighted {
-    public var priority: UInt16 { srvPriority ?? 0 }
-    public var weight: UInt16 { srvWeight ?? 0 }
+    public var priority: UInt16 { srvRank?.priority ?? 0 }
+    public var weight: UInt16 { srvRank?.weight ?? 0 }
 }

@@ -260,7 +260,7 @@ final class Run: Sendable {
                 switch byHost[record.target.lowercased()] {
                 case .success(let addresses)?:
                     targets.append(Target(host: record.target, port: record.port, addresses: addresses.map(\.address),
-                                          srvPriority: record.priority, srvWeight: record.weight))
+                                          srvRank: record.rank))
                     ttl = min(ttl ?? .max, addresses.map(\.ttl).min() ?? .max)
                 case .failure(let f)?:
                     if firstFailure == nil { firstFailure = f }

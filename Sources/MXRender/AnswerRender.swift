@@ -7,7 +7,7 @@ public enum AnswerRender {
     /// The answer's ` host=… tls_name=… sni=… target=…` text, when it is the same for every hit
     /// (nil when SRV weights reorder the targets per hit): rendered once per cached answer.
     public static func fixedAnswerFields(_ a: Resolution) -> [UInt8]? {
-        let fromSRV = a.targets.allSatisfy { $0.srvPriority != nil && $0.srvWeight != nil }
+        let fromSRV = a.targets.allSatisfy { $0.srvRank != nil }
         let sharesAPriority = Set(a.targets.map(\.priority)).count < a.targets.count
         if fromSRV && sharesAPriority { return nil }
         var b = ResponseLine.Builder("", id: nil)

@@ -8,7 +8,7 @@ final class CacheRecordTests: XCTestCase {
     static let srvAnswer = Resolution(
         serverName: "example.org", step: .delegatedMatrixFedSRV,
         targets: [Target(host: "synapse.example.org", port: 8448, addresses: [IPAddress("2a01:4f8::1")!, IPAddress("203.0.113.7")!],
-                         srvPriority: 10, srvWeight: 5)],
+                         srvRank: SRVRank(priority: 10, weight: 5))],
         hostHeader: "matrix.example.org", tlsServerName: "matrix.example.org", sni: "matrix.example.org",
         wellKnown: WellKnownOutcome(result: .delegated("matrix.example.org"), headerLifetime: 3600),
         srvTTL: 300, addressTTL: 60, trace: [])
@@ -141,6 +141,22 @@ final class CacheRecordTests: XCTestCase {
             }
         }
         XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283, "the CRC-32C check value")
+    }
+
+    func testATargetsSRVPriorityAndWeightAreReadTogetherOrNotAtAll() throws {
+        func rank(_ priority: UInt16?, _ weight: UInt16?) throws -> SRVRank? {
+            var w = ByteWriter()
+            w.optional(priority) { $0.u16($1) }
+            w.optional(weight) { $0.u16($1) }
+            return try w.bytes.withUnsafeBytes { raw throws(CacheRecordError) in
+                var r = ByteReader(raw)
+                return try CacheRecord.readSRVRank(&r)
+            }
+        }
+        XCTAssertEqual(try rank(10, 5), SRVRank(priority: 10, weight: 5))
+        XCTAssertNil(try rank(nil, nil))
+        XCTAssertThrowsError(try rank(10, nil)) { XCTAssertEqual($0 as? CacheRecordError, .invalid(field: "srvWeight")) }
+        XCTAssertThrowsError(try rank(nil, 5)) { XCTAssertEqual($0 as? CacheRecordError, .invalid(field: "srvWeight")) }
     }
 
     func testByteCodingLimits() throws {

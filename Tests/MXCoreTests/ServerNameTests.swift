@@ -119,9 +119,9 @@ struct SplitMix {
 final class SRVReorderTests: XCTestCase {
     func testCachedSRVTargetsAreReorderedByWeightEachTime() {
         let targets = [
-            Target(host: "a", port: 1, addresses: [], srvPriority: 10, srvWeight: 75),
-            Target(host: "b", port: 2, addresses: [], srvPriority: 10, srvWeight: 25),
-            Target(host: "backup", port: 3, addresses: [], srvPriority: 20, srvWeight: 0),
+            Target(host: "a", port: 1, addresses: [], srvRank: SRVRank(priority: 10, weight: 75)),
+            Target(host: "b", port: 2, addresses: [], srvRank: SRVRank(priority: 10, weight: 25)),
+            Target(host: "backup", port: 3, addresses: [], srvRank: SRVRank(priority: 20, weight: 0)),
         ]
         var firstA = 0
         for _ in 0..<4_000 {

@@ -299,8 +299,8 @@ public enum CacheRecord {
                 w.u8(UInt8(ip.bytes.count))
                 w.raw(ip.bytes)
             }
-            w.optional(t.srvPriority) { $0.u16($1) }
-            w.optional(t.srvWeight) { $0.u16($1) }
+            w.optional(t.srvRank?.priority) { $0.u16($1) }
+            w.optional(t.srvRank?.weight) { $0.u16($1) }
         }
         w.string(a.hostHeader)
         // The TLS name is usually the Host header, and the SNI the TLS name: a tag says so instead.
@@ -309,6 +309,18 @@ public enum CacheRecord {
         writeWellKnownRef(a.wellKnown, entryWellKnown: entryWellKnown, &w)
         w.optional(a.srvTTL) { $0.u32($1) }
         w.optional(a.addressTTL) { $0.u32($1) }
+    }
+
+    /// A target's SRV priority and weight, each behind its own presence tag: written together, so
+    /// one without the other is damage.
+    static func readSRVRank(_ r: inout ByteReader) throws(CacheRecordError) -> SRVRank? {
+        let priority = try r.optional("srvPriority") { (r: inout ByteReader) throws(CacheRecordError) in try r.u16("srvPriority") }
+        let weight = try r.optional("srvWeight") { (r: inout ByteReader) throws(CacheRecordError) in try r.u16("srvWeight") }
+        switch (priority, weight) {
+        case let (priority?, weight?): return SRVRank(priority: priority, weight: weight)
+        case (nil, nil): return nil
+        default: throw .invalid(field: "srvWeight")
+        }
     }
 
     static func readResolution(key: String, _ r: inout ByteReader) throws(CacheRecordError) -> PendingResolution {
@@ -326,9 +338,7 @@ public enum CacheRecord {
                 }
                 addresses.append(ip)
             }
-            let priority = try r.optional("srvPriority") { (r: inout ByteReader) throws(CacheRecordError) in try r.u16("srvPriority") }
-            let weight = try r.optional("srvWeight") { (r: inout ByteReader) throws(CacheRecordError) in try r.u16("srvWeight") }
-            targets.append(Target(host: host, port: port, addresses: addresses, srvPriority: priority, srvWeight: weight))
+            targets.append(Target(host: host, port: port, addresses: addresses, srvRank: try readSRVRank(&r)))
         }
         let hostHeader = try r.string("hostHeader")
         guard let tlsServerName = try readRepeated(of: hostHeader, "tlsServerName", &r) else { throw .invalid(field: "tlsServerName") }
