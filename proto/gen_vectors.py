@@ -146,22 +146,23 @@ requests = [
      "closes": True},
 ]
 
+C = lambda decoded, encoded, **extra: {"decoded": decoded, "encoded": encoded, **extra}  # noqa: E731
 codec = [
-    {"decoded": "a b%", "encoded": "a%20b%25"},
-    {"decoded": "", "encoded": ""},
-    {"decoded": "plain.example.org:8448", "encoded": "plain.example.org:8448"},
-    {"decoded": "[2a01:4f8::1]:8449", "encoded": "[2a01:4f8::1]:8449"},
-    {"decoded": "k=v,w", "encoded": "k=v,w"},
-    {"decoded": "100%", "encoded": "100%25"},
-    {"decoded": "tab\there", "encoded": "tab%09here"},
-    {"decoded": "line\nbreak\r", "encoded": "line%0Abreak%0D"},
-    {"decoded": "del\u007f", "encoded": "del%7F"},
-    {"decoded": "nul\u0000", "encoded": "nul%00"},
-    {"decoded": "exämple.com", "encoded": "ex%C3%A4mple.com"},
-    {"decoded": "\u2603 snow", "encoded": "%E2%98%83%20snow"},
-    {"decoded": "~!\"#$&'()*+-./;<>?@\\^_`{|}", "encoded": "~!\"#$&'()*+-./;<>?@\\^_`{|}"},
-    {"decoded": "ä", "encoded": "%c3%a4", "decode_only": True},
-    {"decoded": "%", "encoded": "%25", "note": "a lone percent"},
+    C("a b%", "a%20b%25"),
+    C("", ""),
+    C("plain.example.org:8448", "plain.example.org:8448"),
+    C("[2a01:4f8::1]:8449", "[2a01:4f8::1]:8449"),
+    C("k=v,w", "k=v,w"),
+    C("100%", "100%25"),
+    C("tab\there", "tab%09here"),
+    C("line\nbreak\r", "line%0Abreak%0D"),
+    C("del\u007f", "del%7F"),
+    C("nul\u0000", "nul%00"),
+    C("exämple.com", "ex%C3%A4mple.com"),
+    C("\u2603 snow", "%E2%98%83%20snow"),
+    C("~!\"#$&'()*+-./;<>?@\\^_`{|}", "~!\"#$&'()*+-./;<>?@\\^_`{|}"),
+    C("ä", "%c3%a4", decode_only=True),
+    C("%", "%25", note="a lone percent"),
 ]
 
 invalid_encoded = ["%", "%4", "%ZZ", "a%g0", "a b", "%%41"]
