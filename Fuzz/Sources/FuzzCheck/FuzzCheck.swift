@@ -12,6 +12,18 @@ public func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosur
     abort()
 }
 
+/// What a parser accepted, or nil when it rejected the input: a rejection must say why (an error
+/// whose description is not empty).
+public func accepted<T>(_ parse: () throws -> T, _ input: @autoclosure () -> String) -> T? {
+    do {
+        return try parse()
+    } catch {
+        let why = (error as? CustomStringConvertible)?.description ?? ""
+        require(!why.isEmpty, "an error without a message for \(input())")
+        return nil
+    }
+}
+
 /// The fuzzer's input as bytes (libFuzzer owns the memory only for the call).
 public func fuzzInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> [UInt8] {
     Array(UnsafeBufferPointer(start: data, count: size))

@@ -7,13 +7,7 @@ import MXCore
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzServerName(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: fuzzInput(data, size), as: UTF8.self)
-    let name: ServerName
-    do {
-        name = try ServerName(parsing: text)
-    } catch {
-        require(!error.description.isEmpty, "an error without a message for \(text.debugDescription)")
-        return 0
-    }
+    guard let name = accepted({ try ServerName(parsing: text) }, text.debugDescription) else { return 0 }
     checkAccepted(name, text)
     return 0
 }
