@@ -43,6 +43,14 @@ final class DNSMessageTests: XCTestCase {
             return bytes.count
         }
 
+        /// A CNAME record owned by the name at `owner`, its target written in full; returns the target's offset.
+        mutating func cname(at owner: Int, to target: String) -> Int {
+            let s = rrHeader(nameAt: owner, type: DNSRecordType.cname, ttl: 30)
+            let at = name(target)
+            endRData(s)
+            return at
+        }
+
         mutating func endRData(_ start: Int) {
             let len = bytes.count - start
             bytes[start - 2] = UInt8(len >> 8)
@@ -93,13 +101,9 @@ final class DNSMessageTests: XCTestCase {
     func testCNAMEChainAndAddresses() throws {
         var p = Packet(an: 4)
         let q = p.question("alias.example.com", type: DNSRecordType.a)
-        var s = p.rrHeader(nameAt: q, type: DNSRecordType.cname, ttl: 30)
-        let mid = p.name("mid.example.com")
-        p.endRData(s)
-        s = p.rrHeader(nameAt: mid, type: DNSRecordType.cname, ttl: 30)
-        let real = p.name("real.example.com")
-        p.endRData(s)
-        s = p.rrHeader(nameAt: real, type: DNSRecordType.a, ttl: 77)
+        let mid = p.cname(at: q, to: "mid.example.com")
+        let real = p.cname(at: mid, to: "real.example.com")
+        var s = p.rrHeader(nameAt: real, type: DNSRecordType.a, ttl: 77)
         p.bytes += [127, 0, 0, 20]
         p.endRData(s)
         s = p.rrHeader(nameAt: real, type: DNSRecordType.a, ttl: 0x8000_0001)  // top bit set -> 0
@@ -117,10 +121,8 @@ final class DNSMessageTests: XCTestCase {
     func testCNAMELoopStops() throws {
         var p = Packet(an: 2)
         let q = p.question("a.example.com", type: DNSRecordType.a)
-        var s = p.rrHeader(nameAt: q, type: DNSRecordType.cname, ttl: 30)
-        let b = p.name("b.example.com")
-        p.endRData(s)
-        s = p.rrHeader(nameAt: b, type: DNSRecordType.cname, ttl: 30)
+        let b = p.cname(at: q, to: "b.example.com")
+        let s = p.rrHeader(nameAt: b, type: DNSRecordType.cname, ttl: 30)
         p.pointer(q)
         p.endRData(s)
         let m = try DNSMessage(parsing: p.bytes)

@@ -132,13 +132,19 @@ final class CacheServiceTests: XCTestCase {
         XCTAssertEqual(service.entry(for: "down.test")?.wellKnownFailures, 0)
     }
 
-    func testTemporaryFailureKeepsTheLastGoodDelegationForTheGraceThenFallsBack() {
+    /// `name`'s well-known delegates to deleg.test:443 (1.2.3.5) for `maxAge` seconds; `name` has an
+    /// address of its own (`ownAddress`), for the spec's step 6 when the delegation is given up.
+    func delegate(_ name: String, maxAge: Int, ownAddress: String) {
         set {
-            $0.https["https://good.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
-                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=600")])
+            $0.https["https://\(name)/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
+                                                                                     headers: [HTTPHeader("Cache-Control", "max-age=\(maxAge)")])
             $0.addresses["deleg.test"] = Self.a("1.2.3.5", ttl: 3600)
-            $0.addresses["good.test"] = Self.a("1.2.3.6", ttl: 3600)
+            $0.addresses[name] = Self.a(ownAddress, ttl: 3600)
         }
+    }
+
+    func testTemporaryFailureKeepsTheLastGoodDelegationForTheGraceThenFallsBack() {
+        delegate("good.test", maxAge: 600, ownAddress: "1.2.3.6")
         let first = ask("good.test")
         XCTAssertEqual(first.answer?.step, .delegatedExplicitPort)
         XCTAssertEqual(first.expiresIn, 600, "the well-known's max-age bounds the answer")
@@ -155,12 +161,7 @@ final class CacheServiceTests: XCTestCase {
     }
 
     func testPermanentWellKnownFailureReplacesTheDelegationAtOnce() {
-        set {
-            $0.https["https://perm.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
-                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=600")])
-            $0.addresses["deleg.test"] = Self.a("1.2.3.5", ttl: 3600)
-            $0.addresses["perm.test"] = Self.a("1.2.3.7", ttl: 3600)
-        }
+        delegate("perm.test", maxAge: 600, ownAddress: "1.2.3.7")
         XCTAssertEqual(ask("perm.test").answer?.step, .delegatedExplicitPort)
         set { $0.https["https://perm.test/.well-known/matrix/server"] = .success(HTTPSResponse(status: 404, headers: [], body: [])) }
         clock.advance(700)
@@ -168,12 +169,7 @@ final class CacheServiceTests: XCTestCase {
     }
 
     func testRefreshAheadStartsInTheLastFifthOfTheLifetime() {
-        set {
-            $0.https["https://busy.test/.well-known/matrix/server"] = Self.wellKnown(#"{"m.server":"deleg.test:443"}"#,
-                                                                                       headers: [HTTPHeader("Cache-Control", "max-age=1000")])
-            $0.addresses["deleg.test"] = Self.a("1.2.3.5", ttl: 3600)
-            $0.addresses["busy.test"] = Self.a("1.2.3.8", ttl: 3600)
-        }
+        delegate("busy.test", maxAge: 1000, ownAddress: "1.2.3.8")
         XCTAssertEqual(ask("busy.test").source, .network)
         clock.advance(790)
         XCTAssertEqual(ask("busy.test").source, .cache)
