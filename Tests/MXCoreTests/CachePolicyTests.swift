@@ -107,7 +107,7 @@ final class CachePolicyTests: XCTestCase {
         XCTAssertEqual(P.wellKnownLifetime(headerLifetime: nil, jitter: -1), 77_760, accuracy: 1e-6)
         XCTAssertEqual(P.wellKnownLifetime(headerLifetime: nil, jitter: 1), 95_040, accuracy: 1e-6)
         XCTAssertEqual(P.wellKnownLifetime(headerLifetime: nil, jitter: 7), 95_040, accuracy: 1e-6, "jitter is clamped")
-        var rng = JitterRNG(seed: 42)
+        var rng = SplitMix(seed: 42)
         var seen = (low: Double.infinity, high: -Double.infinity)
         for _ in 0..<2000 {
             let t = P.wellKnownLifetime(headerLifetime: nil, jitter: P.randomJitter(using: &rng))
@@ -150,7 +150,7 @@ final class CachePolicyTests: XCTestCase {
         XCTAssertEqual(P.failureDelay(consecutiveFailures: 6, jitter: 1), 2304, accuracy: 1e-9)
         XCTAssertEqual(P.failureDelay(consecutiveFailures: 7, jitter: 1), 3600)
         XCTAssertEqual(P.failureDelay(consecutiveFailures: 7, jitter: -1), 2880, accuracy: 1e-9)
-        var rng = JitterRNG(seed: 7)
+        var rng = SplitMix(seed: 7)
         for n in 1...20 {
             for _ in 0..<100 {
                 let d = P.failureDelay(consecutiveFailures: n, jitter: P.randomJitter(using: &rng))
@@ -239,18 +239,5 @@ final class CachePolicyTests: XCTestCase {
             XCTAssertEqual(HTTPDate.daysFromCivil(year: y, month: m, day: d), days)
             XCTAssertEqual(HTTPDate.year(ofEpochSeconds: Double(days) * 86_400 + 1), y)
         }
-    }
-}
-
-/// A small deterministic generator for the jitter tests.
-private struct JitterRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -12,11 +12,19 @@ import (
 	"time"
 )
 
-func TestFakeResolveAndVerbs(t *testing.T) {
+// fakeAndClient starts a fake daemon in the test's own directory and a client with options o on it;
+// both stop when the test ends.
+func fakeAndClient(t *testing.T, o Options) (*fakeServer, *Client) {
 	f := newFake(t.TempDir(), "f.sock")
-	defer f.stop()
-	c := New(Options{Path: f.path, PoolSize: 1})
-	defer c.Close()
+	t.Cleanup(f.stop)
+	o.Path = f.path
+	c := New(o)
+	t.Cleanup(func() { c.Close() })
+	return f, c
+}
+
+func TestFakeResolveAndVerbs(t *testing.T) {
+	_, c := fakeAndClient(t, Options{PoolSize: 1})
 	ctx := context.Background()
 	r, err := c.Resolve(ctx, "m.example")
 	if err != nil {
@@ -69,10 +77,7 @@ func TestFakeResolveAndVerbs(t *testing.T) {
 }
 
 func TestFakePipeliningOutOfOrder(t *testing.T) {
-	f := newFake(t.TempDir(), "f.sock")
-	defer f.stop()
-	c := New(Options{Path: f.path, PoolSize: 2})
-	defer c.Close()
+	f, c := fakeAndClient(t, Options{PoolSize: 2})
 	ctx := context.Background()
 	var order []string
 	var mu sync.Mutex
@@ -108,10 +113,7 @@ func TestFakePipeliningOutOfOrder(t *testing.T) {
 }
 
 func TestFakeTimeout(t *testing.T) {
-	f := newFake(t.TempDir(), "f.sock")
-	defer f.stop()
-	c := New(Options{Path: f.path, PoolSize: 1, Timeout: 300 * time.Millisecond})
-	defer c.Close()
+	_, c := fakeAndClient(t, Options{PoolSize: 1, Timeout: 300 * time.Millisecond})
 	start := time.Now()
 	_, err := c.Resolve(context.Background(), "hang.example")
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
@@ -197,10 +199,7 @@ func TestFakeShuttingDownRetries(t *testing.T) {
 }
 
 func TestFakeDrainingDaemonDuringReconnect(t *testing.T) {
-	f := newFake(t.TempDir(), "d.sock")
-	defer f.stop()
-	c := New(Options{Path: f.path, PoolSize: 1})
-	defer c.Close()
+	f, c := fakeAndClient(t, Options{PoolSize: 1})
 	if err := c.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
