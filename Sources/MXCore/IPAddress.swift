@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// An IPv4 or IPv6 address as bytes (4 or 16), printed in its canonical text form.
-public struct IPAddress: Sendable, Hashable, Codable, CustomStringConvertible {
+public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     public let bytes: [UInt8]
     public var isIPv6: Bool { bytes.count == 16 }
 

@@ -10,7 +10,7 @@ public protocol LookupBackend: Sendable {
     func httpsGet(_ request: HTTPSRequest, completion: @escaping @Sendable (Result<HTTPSResponse, HTTPSError>) -> Void)
 }
 
-public struct SRVRecord: Sendable, Hashable, Codable {
+public struct SRVRecord: Sendable, Hashable {
     public var priority: UInt16
     public var weight: UInt16
     public var port: UInt16
@@ -27,7 +27,7 @@ public struct SRVRecord: Sendable, Hashable, Codable {
     }
 }
 
-public struct ResolvedAddress: Sendable, Hashable, Codable {
+public struct ResolvedAddress: Sendable, Hashable {
     public var address: IPAddress
     public var ttl: UInt32
     public init(address: IPAddress, ttl: UInt32) {
@@ -56,7 +56,7 @@ public struct AddressSet: Sendable, Hashable {
 
 /// DNS outcomes that are not an answer. Only `nxdomain` and `nodata` mean "the record does not
 /// exist"; the others are errors that must not be taken as absence.
-public enum DNSError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+public enum DNSError: Error, Sendable, Hashable, CustomStringConvertible {
     case nxdomain(negativeTTL: UInt32?)
     case nodata(negativeTTL: UInt32?)
     case servfail

@@ -1,6 +1,6 @@
 /// The spec step that produced an answer (Server-Server API, "Resolving server names").
 /// Raw values are the spec's own numbers.
-public enum ResolutionStep: String, Sendable, Codable, CaseIterable {
+public enum ResolutionStep: String, Sendable, CaseIterable {
     /// 1. The hostname is an IP literal: use it, with the given port or 8448.
     case ipLiteral = "1"
     /// 2. The hostname is not an IP literal and an explicit port is given: resolve CNAME/AAAA/A.
@@ -39,7 +39,7 @@ public enum ResolutionStep: String, Sendable, Codable, CaseIterable {
 }
 
 /// One place to connect to: a host (SRV target, hostname or IP), its port and its addresses.
-public struct Target: Sendable, Hashable, Codable {
+public struct Target: Sendable, Hashable {
     public var host: String
     public var port: UInt16
     /// The families interleaved, IPv6 first (RFC 8305 §4).
@@ -56,7 +56,7 @@ public struct Target: Sendable, Hashable, Codable {
 
 /// What the well-known step found, remembered on its own so a later resolution can reuse it
 /// (skip a fetch while it is fresh, or go straight to step 4 after a failure).
-public enum WellKnownResult: Sendable, Hashable, Codable {
+public enum WellKnownResult: Sendable, Hashable {
     /// `m.server` as given (validated).
     case delegated(String)
     /// The fetch failed; `temporary` for transport/TLS/5xx/timeouts/oversize, permanent otherwise.
@@ -69,7 +69,7 @@ public enum WellKnownResult: Sendable, Hashable, Codable {
 }
 
 /// A well-known result with the lifetime its response's headers asked for.
-public struct WellKnownOutcome: Sendable, Hashable, Codable {
+public struct WellKnownOutcome: Sendable, Hashable {
     public var result: WellKnownResult
     /// Seconds from the HTTP cache headers (nil: the headers said nothing; failures: nil).
     public var headerLifetime: Double?
@@ -80,7 +80,7 @@ public struct WellKnownOutcome: Sendable, Hashable, Codable {
 }
 
 /// A successful resolution: everything a worker needs to open the federation connection.
-public struct Resolution: Sendable, Hashable, Codable {
+public struct Resolution: Sendable, Hashable {
     public var serverName: String
     public var step: ResolutionStep
     /// In the order to try them (SRV priority, then RFC 2782 weighted order).
@@ -123,13 +123,13 @@ public struct Resolution: Sendable, Hashable, Codable {
 }
 
 /// Tolerated departures from the spec, each counted in the statistics as `warning_<raw value>`.
-public enum ResolutionWarning: String, Sendable, Hashable, Codable, CaseIterable {
+public enum ResolutionWarning: String, Sendable, Hashable, CaseIterable {
     /// An SRV target was a CNAME and was followed (RFC 2782 and the spec say it must not be an alias).
     case srvTargetIsCNAME = "srv_target_cname"
 }
 
 /// Stable machine codes for failures (also used on the wire).
-public enum FailureCode: String, Sendable, Codable, CaseIterable {
+public enum FailureCode: String, Sendable, CaseIterable {
     case invalidServerName = "invalid_server_name"
     case dnsTimeout = "dns_timeout"
     case dnsServfail = "dns_servfail"
@@ -154,7 +154,7 @@ public enum FailureCode: String, Sendable, Codable, CaseIterable {
 }
 
 /// A failed resolution: a code, a message naming what failed where, and the trail of lookups.
-public struct ResolutionFailure: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+public struct ResolutionFailure: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: FailureCode
     public var message: String
     /// The step being attempted when it failed (nil for invalid names).

@@ -56,7 +56,7 @@ public protocol SRVWeighted {
 }
 
 /// Where an SRV record stands in that order: its priority and weight, kept with a target made from it.
-public struct SRVRank: SRVWeighted, Sendable, Hashable, Codable {
+public struct SRVRank: SRVWeighted, Sendable, Hashable {
     public var priority: UInt16
     public var weight: UInt16
     public init(priority: UInt16, weight: UInt16) {
