@@ -5,9 +5,16 @@ import CAres
 import CCurl
 import MXCore
 
-/// The c-ares side of the I/O loop: one `ares_channel`, raw `ares_query` (class IN) with the
-/// answer parsed by `DNSMessage`, and at most `maxInFlight` queries outstanding (the rest wait
-/// in FIFO order, so a burst cannot overflow a DNS server's receive buffer).
+/// The c-ares side of the I/O loop: raw `ares_query` (class IN) with the answer parsed by
+/// `DNSMessage`, and at most `maxInFlight` queries outstanding (the rest wait in FIFO order, so a
+/// burst cannot overflow a DNS server's receive buffer).
+///
+/// Fail-over: a query goes to the main channel, which holds every configured server and moves on
+/// to the next on a timeout. A SERVFAIL or REFUSED answer reaches us as an answer
+/// (ARES_FLAG_NOCHECKRESP, which keeps the rcode, and so which failure it was) and would end the
+/// query there, so the same query then goes to each further server in turn, over a channel of
+/// its own (one try round each), until one answers; when none does, the first server's failure
+/// stands. One server: no fail-over channels.
 ///
 /// THREADING RULE: created on any thread, then used only on the `IOLoop` thread.
 final class AresDNS {
@@ -17,12 +24,32 @@ final class AresDNS {
         let name: String
         let type: UInt16
         let completion: Completion
+        /// The channel asked: 0 the main one, k the fail-over channel of server k.
+        var attempt = 0
+        /// The first server's failure, reported when no server answers.
+        var firstFailure: DNSError? = nil
+
+        init(name: String, type: UInt16, completion: @escaping Completion) {
+            self.name = name
+            self.type = type
+            self.completion = completion
+        }
     }
 
-    /// The c-ares sockets and what c-ares wants to wait for on each, kept current by
-    /// ARES_OPT_SOCK_STATE_CB (no 16-socket limit as with ares_getsock).
+    /// The c-ares sockets of every channel and what c-ares wants to wait for on each, kept current
+    /// by ARES_OPT_SOCK_STATE_CB (no 16-socket limit as with ares_getsock).
     final class SocketTable {
-        var sockets: [Int32: (read: Bool, write: Bool)] = [:]
+        var sockets: [Int32: (channel: Int, read: Bool, write: Bool)] = [:]
+    }
+
+    /// What one channel's socket callback needs: the shared table and which channel it is.
+    final class ChannelSockets {
+        let table: SocketTable
+        let index: Int
+        init(_ table: SocketTable, _ index: Int) {
+            self.table = table
+            self.index = index
+        }
     }
 
     final class QueryBox {
@@ -34,20 +61,58 @@ final class AresDNS {
         }
     }
 
-    let channel: ares_channel
+    /// The main channel first, then one per further server.
+    private(set) var channels: [ares_channel] = []
+    private var channelSockets: [ChannelSockets] = []
     let maxInFlight: Int
-    private let table: SocketTable
+    private let perTryTimeoutMs: Int
+    private let table = SocketTable()
+    /// Called on the loop thread for each query handed on to a further server.
+    private let onFailover: () -> Void
     private(set) var inFlight = 0
     private var queue = FIFO<Pending>()
     private var stopped = false
 
     /// `servers`: "ADDR:PORT" / "[V6]:PORT" entries; empty means the system resolv.conf.
-    init(servers: [String], timeoutMs: Int, tries: Int, maxInFlight: Int) throws(NetworkSetupError) {
+    init(servers: [String], timeoutMs: Int, tries: Int, maxInFlight: Int,
+         onFailover: @escaping () -> Void = {}) throws(NetworkSetupError) {
         guard NetLibraries.initialized else { throw .libraryInit }
         self.maxInFlight = max(1, maxInFlight)
-        let table = SocketTable()
-        self.table = table
+        self.onFailover = onFailover
+        perTryTimeoutMs = timeoutMs
+        try makeChannel(servers: servers.isEmpty ? nil : .list(servers), timeoutMs: timeoutMs, tries: tries)
+        do {
+            try makeFailoverChannels()
+        } catch {
+            destroyChannels()
+            throw error
+        }
+    }
 
+    /// One channel per server after the main channel's first, in the order it uses them.
+    private func makeFailoverChannels() throws(NetworkSetupError) {
+        var list: UnsafeMutablePointer<ares_addr_port_node>? = nil
+        guard ares_get_servers_ports(channels[0], &list) == ARES_SUCCESS else { throw .ares("cannot read the DNS server list") }
+        defer { ares_free_data(list) }
+        var node = list?.pointee.next
+        while let server = node {
+            let next = server.pointee.next
+            server.pointee.next = nil
+            defer { server.pointee.next = next }
+            try makeChannel(servers: .node(server), timeoutMs: perTryTimeoutMs, tries: 1)
+            node = next
+        }
+    }
+
+    enum ServerSource {
+        case list([String])
+        case node(UnsafeMutablePointer<ares_addr_port_node>)
+    }
+
+    /// A channel, registered in `channels`; `servers` nil: the system resolv.conf.
+    @discardableResult
+    private func makeChannel(servers: ServerSource?, timeoutMs: Int, tries: Int) throws(NetworkSetupError) -> ares_channel {
+        let sockets = ChannelSockets(table, channels.count)
         var options = ares_options()
         var mask: Int32 = 0
         options.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOCHECKRESP | ARES_FLAG_EDNS
@@ -61,21 +126,21 @@ final class AresDNS {
         mask |= ARES_OPT_DOMAINS
         mask |= ARES_OPT_NOROTATE
         options.sock_state_cb = { data, fd, readable, writable in
-            let table = Unmanaged<SocketTable>.fromOpaque(data!).takeUnretainedValue()
+            let sockets = Unmanaged<ChannelSockets>.fromOpaque(data!).takeUnretainedValue()
             if readable == 0 && writable == 0 {
-                table.sockets[fd] = nil
+                sockets.table.sockets[fd] = nil
             } else {
-                table.sockets[fd] = (readable != 0, writable != 0)
+                sockets.table.sockets[fd] = (sockets.index, readable != 0, writable != 0)
             }
         }
-        options.sock_state_cb_data = Unmanaged.passUnretained(table).toOpaque()
+        options.sock_state_cb_data = Unmanaged.passUnretained(sockets).toOpaque()
         mask |= ARES_OPT_SOCK_STATE_CB
 
         var channel: ares_channel? = nil
         let rc: Int32 = "b".withCString { lookups in
             options.lookups = UnsafeMutablePointer(mutating: lookups)
             var opt = mask | ARES_OPT_LOOKUPS
-            if servers.isEmpty {
+            if servers == nil {
                 return ares_init_options(&channel, &options, opt)
             }
             // Explicit servers: read nothing from the system resolver configuration.
@@ -88,17 +153,46 @@ final class AresDNS {
         guard rc == ARES_SUCCESS, let channel else {
             throw .ares("ares_init_options: \(String(cString: ares_strerror(rc)))")
         }
-        if !servers.isEmpty, let problem = Self.useServers(servers, on: channel) {
+        let problem: String?
+        switch servers {
+        case .list(let list)?: problem = Self.useServers(list, on: channel)
+        case .node(let node)?:
+            let rc = ares_set_servers_ports(channel, node)
+            problem = rc == ARES_SUCCESS ? nil : "cannot use a DNS server of the list: \(String(cString: ares_strerror(rc)))"
+        case nil: problem = nil
+        }
+        if let problem {
             ares_destroy(channel)
             throw .ares(problem)
         }
-        self.channel = channel
+        channels.append(channel)
+        channelSockets.append(sockets)
+        return channel
+    }
+
+    private func destroyChannels() {
+        channels.forEach { ares_destroy($0) }
+        channels = []
     }
 
     /// Loop thread: later queries go to `servers` (non-empty); queries in flight finish where they
     /// are. Returns why the list was refused, in which case the servers stay as they were.
     func setServers(_ servers: [String]) -> String? {
-        Self.useServers(servers, on: channel)
+        if let problem = Self.useServers(servers, on: channels[0]) { return problem }
+        // The fail-over channels follow the new list. Taken out of `channels` before they are
+        // destroyed, so a query they fail completes rather than moving on to a destroyed channel.
+        let old = channels.dropFirst()
+        let oldSockets = channelSockets.dropFirst()
+        channels.removeSubrange(1...)
+        channelSockets.removeSubrange(1...)
+        old.forEach { ares_destroy($0) }
+        withExtendedLifetime(oldSockets) {}
+        do {
+            try makeFailoverChannels()
+        } catch {
+            return "\(error)"
+        }
+        return nil
     }
 
     private static func useServers(_ servers: [String], on channel: ares_channel) -> String? {
@@ -122,14 +216,38 @@ final class AresDNS {
     func startQueued() {
         while !stopped, inFlight < maxInFlight, let next = queue.popFirst() {
             inFlight += 1
-            let box = Unmanaged.passRetained(QueryBox(next, self)).toOpaque()
-            ares_query(channel, next.name, Int32(CARES_CLASS_IN), Int32(next.type), { arg, status, _, abuf, alen in
-                let box = Unmanaged<QueryBox>.fromOpaque(arg!).takeRetainedValue()
-                box.dns.inFlight -= 1
-                var answer: [UInt8]? = nil
-                if let abuf, alen > 0 { answer = Array(UnsafeBufferPointer(start: abuf, count: Int(alen))) }
-                box.pending.completion(AresDNS.classify(status: status, answer: answer))
-            }, box)
+            send(next)
+        }
+    }
+
+    /// Asks the pending query's current channel; its slot stays taken until it completes.
+    private func send(_ pending: Pending) {
+        let box = Unmanaged.passRetained(QueryBox(pending, self)).toOpaque()
+        ares_query(channels[pending.attempt], pending.name, Int32(CARES_CLASS_IN), Int32(pending.type), { arg, status, _, abuf, alen in
+            let box = Unmanaged<QueryBox>.fromOpaque(arg!).takeRetainedValue()
+            var answer: [UInt8]? = nil
+            if let abuf, alen > 0 { answer = Array(UnsafeBufferPointer(start: abuf, count: Int(alen))) }
+            box.dns.answered(box.pending, AresDNS.classify(status: status, answer: answer))
+        }, box)
+    }
+
+    /// SERVFAIL, REFUSED, or no answer from a fail-over server: the next server is asked.
+    private func answered(_ pending: Pending, _ result: Result<DNSMessage, DNSError>) {
+        // The main channel has already tried every server before it reports a timeout.
+        if case .failure(let error) = result, !stopped, pending.attempt + 1 < channels.count,
+           error == .servfail || error == .refused || (error == .timeout && pending.attempt > 0) {
+            var next = pending
+            next.firstFailure = pending.firstFailure ?? error
+            next.attempt += 1
+            onFailover()
+            send(next)
+            return
+        }
+        inFlight -= 1
+        if case .failure = result, let first = pending.firstFailure {
+            pending.completion(.failure(first))
+        } else {
+            pending.completion(result)
         }
     }
 
@@ -190,25 +308,31 @@ final class AresDNS {
             let n = poll(&pfds, nfds_t(pfds.count), 0)
             if n > 0 {
                 for p in pfds where p.revents != 0 && p.revents & Int16(POLLNVAL) == 0 {
+                    guard let owner = table.sockets[p.fd]?.channel else { continue }
                     let errorish = p.revents & Int16(POLLERR | POLLHUP) != 0
                     let r = p.revents & Int16(POLLIN) != 0 || (errorish && p.events & Int16(POLLIN) != 0)
                     let w = p.revents & Int16(POLLOUT) != 0 || (errorish && p.events & Int16(POLLOUT) != 0)
-                    ares_process_fd(channel, r ? p.fd : ARES_SOCKET_BAD, w ? p.fd : ARES_SOCKET_BAD)
+                    ares_process_fd(channels[owner], r ? p.fd : ARES_SOCKET_BAD, w ? p.fd : ARES_SOCKET_BAD)
                 }
             }
         }
         if inFlight > 0 {
-            ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD)
+            for channel in channels { ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD) }
         }
     }
 
     /// Loop thread: milliseconds until c-ares next needs to handle a timeout (-1: none).
     func timeoutMs() -> Int {
         guard inFlight > 0 else { return -1 }
-        var tv = timeval()
-        guard let t = ares_timeout(channel, nil, &tv) else { return -1 }
-        let usec = Int(t.pointee.tv_usec)
-        return Int(t.pointee.tv_sec) * 1000 + usec / 1000 + (usec % 1000 > 0 ? 1 : 0)
+        var soonest = -1
+        for channel in channels {
+            var tv = timeval()
+            guard let t = ares_timeout(channel, nil, &tv) else { continue }
+            let usec = Int(t.pointee.tv_usec)
+            let ms = Int(t.pointee.tv_sec) * 1000 + usec / 1000 + (usec % 1000 > 0 ? 1 : 0)
+            soonest = soonest < 0 ? ms : min(soonest, ms)
+        }
+        return soonest
     }
 
     /// Loop thread: fail queued queries, then `ares_destroy`, which fails those in flight
@@ -217,6 +341,6 @@ final class AresDNS {
         guard !stopped else { return }
         stopped = true
         for pending in queue.removeAll() { pending.completion(.failure(.other("resolver stopped"))) }
-        ares_destroy(channel)
+        destroyChannels()
     }
 }

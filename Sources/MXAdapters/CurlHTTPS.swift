@@ -5,12 +5,16 @@ import CCurl
 import MXCore
 
 /// The libcurl side of the I/O loop: one `CURLM`, at most `maxInFlight` transfers (the rest
-/// wait in FIFO order). curl never resolves a name: every transfer is pinned with
-/// `CURLOPT_CONNECT_TO` to one of the request's addresses. Several addresses are tried one after
-/// the other (same easy handle, re-added with the next pin) when connecting fails
-/// (CURLE_COULDNT_CONNECT, or a timeout before any connection was made), all within the
-/// request's total timeout. Connections are never reused (FORBID_REUSE + FRESH_CONNECT), so a
-/// pin can never be served by a connection made for another address.
+/// wait in FIFO order). curl never resolves a name of ours: a direct transfer connects
+/// (`CURLOPT_CONNECT_TO`) to a name private to it, `pin-SLOT.mxresolved.invalid`, whose addresses
+/// are the request's (`CURLOPT_RESOLVE`), so curl races them with Happy Eyeballs (RFC 8305: the
+/// other family starts `happyEyeballsDelayMs` after the first, instead of one address after
+/// another); a resolver-start callback refuses any name curl would otherwise look up. Slots are
+/// reused, so curl's DNS cache holds at most `maxInFlight` pins and concurrent transfers never see
+/// each other's. A transfer through the outbound proxy tunnels (CONNECT) to one address at a
+/// time, the next when connecting fails, within the request's total timeout. Connections are
+/// never reused (FORBID_REUSE + FRESH_CONNECT), so a pin can never be served by a connection made
+/// for another address.
 ///
 /// THREADING RULE: created on any thread, then used only on the `IOLoop` thread. `multi` is
 /// also read by other threads, only for `curl_multi_wakeup` (see `IOLoop`).
@@ -22,6 +26,11 @@ final class CurlHTTPS {
         let completion: Completion
         var easy: UnsafeMutableRawPointer?
         var pin: UnsafeMutablePointer<curl_slist>?
+        var pinAddresses: UnsafeMutablePointer<curl_slist>?
+        /// Index into the pin names while in flight (direct transfers only).
+        var slot: Int?
+        /// Through the outbound proxy: one address at a time, `attempt` is the current one.
+        var proxied = false
         var attempt = 0
         var deadlineMs = 0
         var body: [UInt8] = []
@@ -39,6 +48,7 @@ final class CurlHTTPS {
 
         deinit {
             if let pin { curl_slist_free_all(pin) }
+            if let pinAddresses { curl_slist_free_all(pinAddresses) }
             if let easy { curl_easy_cleanup(easy) }
             errorBuffer.deallocate()
         }
@@ -56,14 +66,21 @@ final class CurlHTTPS {
     /// itself loads no CA file or directory.
     let trust: TrustStore
     private let trustPointer: UnsafeMutableRawPointer
+    let happyEyeballsDelayMs: Int
+    let proxy: OutboundProxy?
     private var queue = FIFO<Transfer>()
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+    private var freeSlots: [Int] = []
+    private var slotCount = 0
     private var stopped = false
 
-    init(maxInFlight: Int, userAgent: String, trust: TrustStore) throws(NetworkSetupError) {
+    init(maxInFlight: Int, userAgent: String, trust: TrustStore, happyEyeballsDelayMs: Int,
+         proxy: OutboundProxy?) throws(NetworkSetupError) {
         guard NetLibraries.initialized else { throw .libraryInit }
         self.maxInFlight = max(1, maxInFlight)
         self.userAgent = userAgent
+        self.happyEyeballsDelayMs = happyEyeballsDelayMs
+        self.proxy = proxy
         self.trust = trust
         trustPointer = Unmanaged.passUnretained(trust).toOpaque()  // `trust` is held as long as self
         // The shared store is an OpenSSL object: a libcurl built on another TLS library cannot take it.
@@ -121,8 +138,19 @@ final class CurlHTTPS {
         set(ccurl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
         set(ccurl_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1))
         set(ccurl_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2))
-        // Never a proxy from the environment (https_proxy, ALL_PROXY...): we connect only where pinned.
-        set(ccurl_setopt_string(easy, CURLOPT_PROXY, ""))
+        if let proxy, !proxy.bypasses(t.request.host) {
+            // Only the configured proxy, never one from curl's own reading of the environment.
+            t.proxied = true
+            set(ccurl_setopt_string(easy, CURLOPT_PROXY, proxy.url))
+            set(ccurl_setopt_string(easy, CURLOPT_NOPROXY, ""))
+            set(ccurl_setopt_long(easy, CURLOPT_HTTPPROXYTUNNEL, 1))
+        } else {
+            set(ccurl_setopt_string(easy, CURLOPT_PROXY, ""))
+            set(ccurl_setopt_long(easy, CURLOPT_HAPPY_EYEBALLS_TIMEOUT_MS, happyEyeballsDelayMs))
+            // Every name a direct transfer connects to is pinned; a look-up would be a bug (and would
+            // go to the system resolver), so it fails the transfer.
+            set(ccurl_setopt_resolver_start_cb(easy, CURLOPT_RESOLVER_START_FUNCTION, { _, _, _ in 1 }))
+        }
         set(ccurl_setopt_string(easy, CURLOPT_USERAGENT, userAgent))
         set(ccurl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, t.request.connectTimeoutMs)))
         set(ccurl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, t.errorBuffer))
@@ -168,15 +196,35 @@ final class CurlHTTPS {
         launch(t)
     }
 
-    /// Pins the transfer to its current address and adds it to the multi handle.
+    static func literal(_ address: IPAddress) -> String { address.isIPv6 ? "[\(address)]" : "\(address)" }
+
+    /// Pins the transfer (all its addresses, or through the proxy its current one) and adds it to
+    /// the multi handle. Empty HOST and PORT in a CONNECT_TO entry match any: a handle has exactly
+    /// one entry and follows no redirect.
     private func launch(_ t: Transfer) {
         guard let easy = t.easy else { return }
-        let address = t.request.connectTo[t.attempt]
-        let literal = address.isIPv6 ? "[\(address)]" : "\(address)"
-        // Empty HOST and PORT match any: this handle has exactly one pin and follows no redirect.
-        let newPin = curl_slist_append(nil, "::\(literal):\(t.request.port)")
+        let connectTo: String
+        var pinAddresses: UnsafeMutablePointer<curl_slist>? = nil
+        if t.proxied {
+            connectTo = "::\(Self.literal(t.request.connectTo[t.attempt])):\(t.request.port)"
+        } else {
+            let slot = t.slot ?? takeSlot()
+            t.slot = slot
+            let name = "pin-\(slot).mxresolved.invalid"
+            connectTo = "::\(name):\(t.request.port)"
+            // "+": an entry that ages out of curl's DNS cache like a looked-up one, not a permanent one.
+            let addresses = t.request.connectTo.map(Self.literal).joined(separator: ",")
+            pinAddresses = curl_slist_append(nil, "+\(name):\(t.request.port):\(addresses)")
+            guard pinAddresses != nil else {
+                finish(t, .failure(.other("cannot pin the connection")))
+                return
+            }
+        }
+        let newPin = curl_slist_append(nil, connectTo)
         if let old = t.pin { curl_slist_free_all(old) }
+        if let old = t.pinAddresses { curl_slist_free_all(old) }
         t.pin = newPin
+        t.pinAddresses = pinAddresses
         let remaining = t.deadlineMs - Self.monotonicMs()
         guard remaining > 0 else {
             finish(t, .failure(.timeout))
@@ -184,6 +232,7 @@ final class CurlHTTPS {
         }
         guard newPin != nil,
               ccurl_setopt_slist(easy, CURLOPT_CONNECT_TO, newPin) == CURLE_OK,
+              ccurl_setopt_slist(easy, CURLOPT_RESOLVE, pinAddresses) == CURLE_OK,
               ccurl_setopt_long(easy, CURLOPT_TIMEOUT_MS, remaining) == CURLE_OK else {
             finish(t, .failure(.other("cannot pin the connection")))
             return
@@ -200,6 +249,12 @@ final class CurlHTTPS {
         active[easy] = t
     }
 
+    private func takeSlot() -> Int {
+        if let slot = freeSlots.popLast() { return slot }
+        slotCount += 1
+        return slotCount - 1
+    }
+
     private func finish(_ t: Transfer, _ result: Result<HTTPSResponse, HTTPSError>) {
         if let easy = t.easy {
             curl_easy_cleanup(easy)
@@ -208,6 +263,14 @@ final class CurlHTTPS {
         if let pin = t.pin {
             curl_slist_free_all(pin)
             t.pin = nil
+        }
+        if let pinAddresses = t.pinAddresses {
+            curl_slist_free_all(pinAddresses)
+            t.pinAddresses = nil
+        }
+        if let slot = t.slot {
+            freeSlots.append(slot)
+            t.slot = nil
         }
         t.completion(result)
     }
@@ -269,26 +332,33 @@ final class CurlHTTPS {
             return
         }
         let text = t.errorText.isEmpty ? String(cString: curl_easy_strerror(rc)) : t.errorText
-        let address = t.request.connectTo[t.attempt]
+        // Through the proxy, a tunnel that could not be opened (the proxy could not reach the address) is a
+        // connect failure too.
         var connected: curl_off_t = 0
-        _ = ccurl_getinfo_off(easy, CURLINFO_CONNECT_TIME_T, &connected)
+        _ = ccurl_getinfo_off(easy, CURLINFO_APPCONNECT_TIME_T, &connected)
         let connectFailure = rc == CURLE_COULDNT_CONNECT || (rc == CURLE_OPERATION_TIMEDOUT && connected == 0)
-        if connectFailure, t.attempt + 1 < t.request.connectTo.count, t.deadlineMs - Self.monotonicMs() > 0 {
-            t.failedAttempts.append("\(address): \(text)")
+            || (t.proxied && rc == CURLE_RECV_ERROR && connected == 0)
+        let attempted = t.proxied ? "\(t.request.connectTo[t.attempt]) via the proxy" : t.request.connectTo.map(\.description).joined(separator: ", ")
+        if t.proxied, connectFailure, t.attempt + 1 < t.request.connectTo.count, t.deadlineMs - Self.monotonicMs() > 0 {
+            t.failedAttempts.append("\(attempted): \(text)")
             t.attempt += 1
             launch(t)
             return
         }
         finish(t, .failure(Self.mapError(rc, text: text, overflow: t.overflow, limit: t.request.maxBodyBytes,
-                                         earlier: t.failedAttempts, address: address)))
+                                         earlier: t.failedAttempts, attempted: attempted, connectFailure: connectFailure)))
     }
 
-    static func mapError(_ rc: CURLcode, text: String, overflow: Bool, limit: Int, earlier: [String], address: IPAddress) -> HTTPSError {
+    static func mapError(_ rc: CURLcode, text: String, overflow: Bool, limit: Int, earlier: [String], attempted: String,
+                         connectFailure: Bool) -> HTTPSError {
         let code = Int(rc.rawValue)
         if rc == CURLE_WRITE_ERROR && overflow { return .bodyTooLarge(limit: limit) }
+        if connectFailure && rc != CURLE_OPERATION_TIMEDOUT {
+            return .connect((earlier + ["\(attempted): \(text)"]).joined(separator: "; "))
+        }
         switch rc {
         case CURLE_COULDNT_CONNECT:
-            return .connect((earlier + ["\(address): \(text)"]).joined(separator: "; "))
+            return .connect((earlier + ["\(attempted): \(text)"]).joined(separator: "; "))
         case CURLE_OPERATION_TIMEDOUT:
             return .timeout
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,

@@ -23,6 +23,14 @@ public struct NetworkConfig: Sendable, Hashable {
     public var userAgent: String = "mxresolved"
     /// I/O threads owning curl (and, on the first, c-ares); one per core suits a cold start.
     public var ioThreads: Int = 1
+    /// RFC 8305's Connection Attempt Delay: how long a well-known fetch waits on one address family
+    /// before it also tries the other (250 ms, the RFC's recommendation).
+    public var happyEyeballsDelayMs: Int = 250
+    /// The outbound proxy for well-known fetches (nil: direct).
+    public var proxy: OutboundProxy? = nil
+    /// A hosts(5) file consulted before DNS for address lookups (nil: none; the daemon's default
+    /// is /etc/hosts, tests pass their own).
+    public var hostsFile: String? = nil
 
     public init() {}
 }
@@ -31,6 +39,9 @@ public struct NetworkConfig: Sendable, Hashable {
 /// count separately) and one per HTTPS fetch (an HTTP error status is a successful fetch).
 public struct NetworkCounters: Sendable, Hashable {
     public var dnsOK = 0, dnsNXDomain = 0, dnsNoData = 0, dnsServfail = 0, dnsRefused = 0, dnsTimeout = 0, dnsOther = 0
+    /// Queries handed on to a further DNS server after a SERVFAIL, REFUSED or timeout; address
+    /// lookups answered from the hosts file (no query sent).
+    public var dnsFailovers = 0, hostsFileAnswers = 0
     public var httpsOK = 0, httpsConnect = 0, httpsTLS = 0, httpsTimeout = 0, httpsBodyTooLarge = 0, httpsOther = 0
 
     public init() {}
@@ -41,7 +52,7 @@ public struct NetworkCounters: Sendable, Hashable {
     public var fields: [(String, Int)] {
         [("dns_queries_ok", dnsOK), ("dns_queries_nxdomain", dnsNXDomain), ("dns_queries_nodata", dnsNoData),
          ("dns_queries_servfail", dnsServfail), ("dns_queries_refused", dnsRefused), ("dns_queries_timeout", dnsTimeout),
-         ("dns_queries_other", dnsOther),
+         ("dns_queries_other", dnsOther), ("dns_failovers", dnsFailovers), ("hosts_file_answers", hostsFileAnswers),
          ("https_fetches_ok", httpsOK), ("https_fetches_connect", httpsConnect), ("https_fetches_tls", httpsTLS),
          ("https_fetches_timeout", httpsTimeout), ("https_fetches_body_too_large", httpsBodyTooLarge),
          ("https_fetches_other", httpsOther)]
@@ -63,10 +74,12 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     private var dnsLoop: IOLoop { loops[0] }
     private let nextHTTPSLoop = Synchronization.Atomic<Int>(0)
     private let counters = Counters()
+    private let hostsFile: HostsFile?
     /// The CAs every I/O thread's TLS contexts share.
     let trust: TrustStore
 
     public init(config: NetworkConfig) throws {
+        hostsFile = config.hostsFile.map(HostsFile.init(path:))
         var made: [IOLoop] = []
         let count = max(1, config.ioThreads)
         trust = try TrustStore(caFile: config.extraCAFile, caDirectory: config.systemCAPath,
@@ -74,11 +87,12 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
         do {
             for index in 0..<count {
                 let dns = index == 0 ? try AresDNS(servers: config.dnsServers, timeoutMs: config.dnsTimeoutMs,
-                                                   tries: config.dnsTries, maxInFlight: config.maxDNSInFlight) : nil
+                                                   tries: config.dnsTries, maxInFlight: config.maxDNSInFlight,
+                                                   onFailover: { [counters] in counters.countFailover() }) : nil
                 let https: CurlHTTPS
                 do {
                     https = try CurlHTTPS(maxInFlight: max(1, config.maxHTTPSInFlight / count), userAgent: config.userAgent,
-                                          trust: trust)
+                                          trust: trust, happyEyeballsDelayMs: config.happyEyeballsDelayMs, proxy: config.proxy)
                 } catch {
                     dns?.shutdown()
                     throw error
@@ -143,6 +157,11 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     }
 
     public func queryAddresses(_ host: String, completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {
+        if let listed = hostsFile?.addresses(of: host) {
+            counters.countHostsFileAnswer()
+            completion(.success(listed))
+            return
+        }
         let join = AddressJoin(completion)
         let cancelled: @Sendable () -> Void = { [counters] in
             counters.count(dns: .other("stopped"))
@@ -297,6 +316,9 @@ private final class Counters: Sendable {
             }
         }
     }
+
+    func countFailover() { state.withLock { $0.dnsFailovers += 1 } }
+    func countHostsFileAnswer() { state.withLock { $0.hostsFileAnswers += 1 } }
 
     func snapshot() -> NetworkCounters { state.withLock { $0 } }
     func reset() { state.withLock { $0 = NetworkCounters() } }

@@ -41,11 +41,20 @@ public struct AddressSet: Sendable, Hashable {
     public var ipv4: [ResolvedAddress]
     /// CNAME owner names followed from the queried name to the canonical name (empty if none).
     public var cnameChain: [String]
+    public var source: Source
 
-    public init(ipv6: [ResolvedAddress], ipv4: [ResolvedAddress], cnameChain: [String] = []) {
+    /// Where the addresses came from.
+    public enum Source: Sendable, Hashable {
+        case dns
+        /// The hosts file (`hosts-file`), as getaddrinfo reads it before DNS.
+        case hostsFile
+    }
+
+    public init(ipv6: [ResolvedAddress], ipv4: [ResolvedAddress], cnameChain: [String] = [], source: Source = .dns) {
         self.ipv6 = ipv6
         self.ipv4 = ipv4
         self.cnameChain = cnameChain
+        self.source = source
     }
 
     /// The order handed to workers and to curl: the families interleaved, IPv6 first (RFC 8305 §4),

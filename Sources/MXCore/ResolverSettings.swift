@@ -4,6 +4,7 @@ public struct ResolverSettings: Sendable {
     /// Synapse's WELL_KNOWN_MAX_SIZE: a well-known is a few bytes; 50 KiB is generous.
     public var wellKnownMaxBodyBytes: Int = 50 * 1024
     public var wellKnownConnectTimeoutMs: Int = 5_000
+    /// The whole well-known phase: every redirect hop, its DNS lookup and its fetch.
     public var wellKnownTotalTimeoutMs: Int = 10_000
     /// The spec sets no number; MSC2499 proposed 30, Twisted's RedirectAgent uses 20. Ten hops are
     /// plenty for a file that should not redirect at all.
@@ -13,6 +14,15 @@ public struct ResolverSettings: Sendable {
     /// The longest one DNS lookup takes once sent (c-ares: the per-try timeout, doubling over the
     /// tries, for each server). A lookup outstanding longer was waiting in the daemon's own queue.
     public var dnsLookupMaxMs: Int = 3_000
+
+    /// The well-known phase's budget: `wellKnownTotalTimeoutMs`, cut so that steps 4–6 (at most
+    /// three lookups in a row: two SRV, then the addresses) still fit in the resolution deadline
+    /// after it (a slow redirect chain ends in step 4, not in `timeout`).
+    /// A deadline too short to hold the three lookups at all leaves the budget uncut.
+    public var wellKnownBudgetMs: Int {
+        let left = resolutionTimeoutMs - 3 * dnsLookupMaxMs
+        return left > 0 ? min(wellKnownTotalTimeoutMs, left) : wellKnownTotalTimeoutMs
+    }
     /// Seconds since the epoch (injected so tests control time).
     public var now: @Sendable () -> Double
     /// Uniform integer in 0..<n, for RFC 2782 weighted ordering (injected for tests).

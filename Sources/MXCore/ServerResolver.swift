@@ -319,7 +319,8 @@ final class Run: Sendable {
             switch result {
             case .success(let set):
                 note("AAAA/A \(host): \(set.all.map { "\($0.address) ttl=\($0.ttl)" }.joined(separator: " "))"
-                     + (set.cnameChain.isEmpty ? "" : " via CNAME \(set.cnameChain.joined(separator: " -> "))"))
+                     + (set.cnameChain.isEmpty ? "" : " via CNAME \(set.cnameChain.joined(separator: " -> "))")
+                     + (set.source == .hostsFile ? " (from the hosts file)" : ""))
                 if isSRVTarget, !set.cnameChain.isEmpty {
                     warn(.srvTargetIsCNAME, "SRV target \(host) is a CNAME (to \(set.cnameChain.last ?? "?")), which RFC 2782 "
                          + "forbids; followed, as Synapse does")

@@ -1,5 +1,9 @@
+import Synchronization
+
 /// Step 3's request: `GET https://<hostname>/.well-known/matrix/server`, following redirects here
 /// (not in curl) so that every hop's host is resolved by our own DNS client and passes the IP policy.
+/// The whole phase, every hop with its DNS lookup, has one budget (`ResolverSettings.wellKnownBudgetMs`)
+/// that leaves steps 4–6 their time inside the resolution deadline.
 struct WellKnownFetch: Sendable {
     let run: Run
     let host: String
@@ -8,13 +12,27 @@ struct WellKnownFetch: Sendable {
     static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
     static let timeoutCode = "wellknown_timeout"
 
-    /// Fetches (following redirects); a temporary failure is tried again after
-    /// `CachePolicy.wellKnownRetryDelay`, up to `attempts` fetches in all, as Synapse does for a
-    /// name that recently had a valid well-known. A timeout is not: the attempt used its whole
-    /// budget, and another would leave steps 4–6 and the kept delegation no time before the deadline.
+    /// Fetches (following redirects) within the phase's budget; a temporary failure is tried again
+    /// after `CachePolicy.wellKnownRetryDelay`, up to `attempts` fetches in all, as Synapse does for
+    /// a name that recently had a valid well-known, all inside the same budget. A timeout is not:
+    /// the attempt used its whole budget, and another would leave steps 4–6 and the kept
+    /// delegation no time before the deadline.
     func start(attempts: Int = 1, completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
+        let budget = run.settings.wellKnownBudgetMs
+        let deadline = run.settings.now() + Double(budget) / 1000
+        let once = Mutex<(@Sendable (WellKnownOutcome) -> Void)?>(completion)
+        let finish: @Sendable (WellKnownOutcome) -> Void = { outcome in
+            once.withLock { c in defer { c = nil }; return c }?(outcome)
+        }
+        run.resolver.scheduler.schedule(afterMilliseconds: budget) { [self] in
+            finish(failed(Self.timeoutCode, "the well-known phase (every redirect) took longer than its \(budget) ms", temporary: true))
+        }
+        attempt(attempts, deadline: deadline, completion: finish)
+    }
+
+    private func attempt(_ attempts: Int, deadline: Double, completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
         let url = HTTPSURL(host: host.lowercased(), port: nil, path: Self.path)
-        hop(url, visited: []) { outcome in
+        hop(url, visited: [], deadline: deadline) { outcome in
             guard attempts > 1, case .failed(let code, _, true) = outcome.result, code != Self.timeoutCode, !run.isFinished else {
                 completion(outcome)
                 return
@@ -22,7 +40,7 @@ struct WellKnownFetch: Sendable {
             run.note("well-known: the delegation was recently valid; trying again (\(attempts - 1) more)")
             run.resolver.scheduler.schedule(afterMilliseconds: Int(CachePolicy.wellKnownRetryDelay * 1000)) {
                 if run.isFinished { return }
-                start(attempts: attempts - 1, completion: completion)
+                attempt(attempts - 1, deadline: deadline, completion: completion)
             }
         }
     }
@@ -32,7 +50,7 @@ struct WellKnownFetch: Sendable {
         return WellKnownOutcome(result: .failed(code: code, message: message, temporary: temporary), headerLifetime: nil)
     }
 
-    private func hop(_ url: HTTPSURL, visited: [String],
+    private func hop(_ url: HTTPSURL, visited: [String], deadline: Double,
                      completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
         let settings = run.settings
         if visited.contains(url.text) {
@@ -43,9 +61,10 @@ struct WellKnownFetch: Sendable {
             completion(failed("wellknown_too_many_redirects", "more than \(settings.wellKnownMaxRedirects) redirects", temporary: false))
             return
         }
-        run.lookupAddresses(url.host, isSRVTarget: false) { result in
+        addresses(of: url) { result in
             if run.isFinished { return }
-            let addresses: [ResolvedAddress]
+            let remainingMs = Int((deadline - settings.now()) * 1000)
+            let addresses: [IPAddress]
             switch result {
             case .success(let a):
                 addresses = a
@@ -58,11 +77,15 @@ struct WellKnownFetch: Sendable {
                 completion(failed(code, "\(url.text): \(f.message)", temporary: temporary))
                 return
             }
+            guard remainingMs > 0 else {
+                completion(failed(Self.timeoutCode, "no time left in the well-known phase for \(url.text)", temporary: true))
+                return
+            }
             let request = HTTPSRequest(url: url.text, host: url.host, port: url.port ?? 443,
-                                       connectTo: addresses.map(\.address),
+                                       connectTo: addresses,
                                        maxBodyBytes: settings.wellKnownMaxBodyBytes,
-                                       connectTimeoutMs: settings.wellKnownConnectTimeoutMs,
-                                       totalTimeoutMs: settings.wellKnownTotalTimeoutMs)
+                                       connectTimeoutMs: min(settings.wellKnownConnectTimeoutMs, remainingMs),
+                                       totalTimeoutMs: remainingMs)
             run.httpsGet(request) { result in
                 switch result {
                 case .failure(let error):
@@ -77,13 +100,28 @@ struct WellKnownFetch: Sendable {
                     // Synapse counts an oversized body as temporary too; all transport errors may heal.
                     completion(failed(code, "GET \(url.text): \(error)", temporary: true))
                 case .success(let response):
-                    handle(response, url: url, visited: visited + [url.text], completion: completion)
+                    handle(response, url: url, visited: visited + [url.text], deadline: deadline, completion: completion)
                 }
             }
         }
     }
 
-    private func handle(_ response: HTTPSResponse, url: HTTPSURL, visited: [String],
+    /// A hop's addresses: an IP literal as it is (a redirect may name one), checked against the IP
+    /// policy with no DNS query; a name through `lookupAddresses`.
+    private func addresses(of url: HTTPSURL, completion: @escaping @Sendable (Result<[IPAddress], ResolutionFailure>) -> Void) {
+        guard let ip = url.ipLiteral else {
+            run.lookupAddresses(url.host, isSRVTarget: false) { completion($0.map { $0.map(\.address) }) }
+            return
+        }
+        if let range = run.settings.ipPolicy.denyingRange(ip) {
+            completion(.failure(ResolutionFailure(code: .addressDenied,
+                message: "\(ip) is in the denied range \(range) (exempt it with --allow-ip)")))
+        } else {
+            completion(.success([ip]))
+        }
+    }
+
+    private func handle(_ response: HTTPSResponse, url: HTTPSURL, visited: [String], deadline: Double,
                         completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
         if Self.redirectStatuses.contains(response.status) {
             guard let location = response.values(of: "location").last, !location.isEmpty else {
@@ -93,7 +131,7 @@ struct WellKnownFetch: Sendable {
             switch url.resolving(location) {
             case .success(let next):
                 run.note("well-known: GET \(url.text) -> \(response.status) to \(next.text)")
-                hop(next, visited: visited, completion: completion)
+                hop(next, visited: visited, deadline: deadline, completion: completion)
             case .failure(let problem):
                 completion(failed(problem.code, "\(url.text) redirects to \(location.prefix(200)): \(problem.message)", temporary: false))
             }
@@ -114,57 +152,6 @@ struct WellKnownFetch: Sendable {
         case .failure(let problem):
             completion(failed(problem.code, "GET \(url.text): \(problem)", temporary: false))
         }
-    }
-}
-
-/// The small part of URL handling redirects need: https only, a host, an optional port, a path.
-struct HTTPSURL: Sendable, Hashable {
-    var host: String
-    var port: UInt16?
-    var path: String
-
-    var text: String {
-        let h = host.contains(":") ? "[\(host)]" : host
-        return "https://\(h)\(port.map { ":\($0)" } ?? "")\(path)"
-    }
-
-    struct Problem: Error {
-        var code: String
-        var message: String
-    }
-
-    /// Resolves a Location header (absolute, scheme-relative, absolute-path or relative) against self.
-    func resolving(_ location: String) -> Result<HTTPSURL, Problem> {
-        let trimmed = location.trimmingSpaces
-        if let schemeEnd = trimmed.range(of: "://") {
-            let scheme = trimmed[..<schemeEnd.lowerBound].lowercased()
-            guard scheme == "https" else {
-                return .failure(Problem(code: "wellknown_redirect_not_https", message: "only https redirects are followed, not \(scheme)"))
-            }
-            return Self.parseAuthorityAndPath(String(trimmed[schemeEnd.upperBound...]))
-        }
-        if trimmed.hasPrefix("//") {
-            return Self.parseAuthorityAndPath(String(trimmed.dropFirst(2)))
-        }
-        if trimmed.hasPrefix("/") {
-            return .success(HTTPSURL(host: host, port: port, path: trimmed))
-        }
-        let base = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        return .success(HTTPSURL(host: host, port: port, path: base + "/" + trimmed))
-    }
-
-    static func parseAuthorityAndPath(_ rest: String) -> Result<HTTPSURL, Problem> {
-        let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
-        let authority = String(rest[..<slash])
-        var path = String(rest[slash...])
-        if path.isEmpty || !path.hasPrefix("/") { path = "/" + path }
-        if authority.contains("@") {
-            return .failure(Problem(code: "wellknown_bad_redirect", message: "credentials in a redirect URL are refused"))
-        }
-        guard let name = try? ServerName(parsing: authority) else {
-            return .failure(Problem(code: "wellknown_bad_redirect", message: "redirect host '\(authority.prefix(100))' is not a valid host"))
-        }
-        return .success(HTTPSURL(host: name.hostForTLS.lowercased(), port: name.port, path: path))
     }
 }
 

@@ -61,6 +61,8 @@ public final class Daemon: Sendable {
         net.maxHTTPSInFlight = config.maxHTTPSInFlight
         net.ioThreads = config.ioThreads
         net.extraCAFile = config.caFile
+        net.hostsFile = config.hostsFile.isEmpty ? nil : config.hostsFile
+        net.proxy = try config.outboundProxy(environment: ProcessEnvironment.proxyVariables())
         net.userAgent = "mxresolved/\(Wire.serverVersion)"
         backend = try NetworkBackend(config: net)
         var settings = ResolverSettings(ipPolicy: config.ipPolicy)

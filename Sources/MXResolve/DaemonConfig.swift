@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MXCore
+import MXAdapters
 
 /// Every setting of the daemon, typed, with its default. `DaemonConfig.settings` (Settings.swift)
 /// maps each to a config-file key and the `--flag` of the same name.
@@ -18,6 +19,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var dnsTimeoutMs = 1_000
     public var dnsTries = 2
     public var caFile: String?
+    public var hostsFile = "/etc/hosts"
+    public var httpsProxy: String?
+    public var noProxy: String?
     public var allowIP: [String] = []
     public var denyIP: [String] = []
     public var cacheMapSizeMB = 256
@@ -146,9 +150,28 @@ public struct DaemonConfig: Sendable, Equatable {
         IPPolicy(denied: IPPolicy.defaultDenied + denyIP.compactMap(CIDR.init), allowed: allowIP.compactMap(CIDR.init))
     }
 
+    /// The outbound proxy: `https-proxy`/`no-proxy` from the config, each falling back to its
+    /// environment variable (as Synapse reads them); off when neither sets a proxy.
+    public func outboundProxy(environment: [String: String]) throws -> OutboundProxy? {
+        let fromEnvironment = OutboundProxy.fromEnvironment(environment)
+        guard let proxy = httpsProxy ?? fromEnvironment.proxy else { return nil }
+        return try OutboundProxy(proxy: proxy, noProxy: noProxy ?? fromEnvironment.noProxy ?? "")
+    }
+
     public var adminGroupID: UInt32? {
         guard let g = adminGroup else { return nil }
         if let gr = getgrnam(g) { return gr.pointee.gr_gid }
         return UInt32(g)
+    }
+}
+
+/// The process environment's proxy variables (the only ones the daemon reads).
+enum ProcessEnvironment {
+    static func proxyVariables() -> [String: String] {
+        var out: [String: String] = [:]
+        for name in ["https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"] {
+            if let value = getenv(name) { out[name] = String(cString: value) }
+        }
+        return out
     }
 }

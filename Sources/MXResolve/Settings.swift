@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MXCore
+import MXAdapters
 
 /// One setting of the daemon: a key of the config file and the `--flag` of the same name.
 /// `DaemonConfig.settings` lists them all; the file parser, the command line, `--help` and
@@ -78,6 +79,19 @@ extension DaemonConfig {
                       help: "Extra trusted CA file (PEM) for well-known fetches, besides the system store.") {
             access($0, R_OK) == 0 ? nil : "cannot read '\($0)'"
         },
+        .text("hosts-file", \.hostsFile, valueName: "PATH",
+              help: "hosts(5) file read before DNS for address lookups, as getaddrinfo does for Synapse; empty: none."),
+        .optionalText("https-proxy", \.httpsProxy, valueName: "URL", defaultDescription: "the https_proxy environment variable",
+                      example: "http://proxy.example.com:3128",
+                      help: "Outbound proxy for well-known fetches, [http[s]://][user:password@]host[:port] (port 1080 if none); "
+                          + "the deny list still applies.") { value in
+            do { _ = try OutboundProxy(proxy: value, noProxy: ""); return nil } catch { return "\(error)" }
+        },
+        .optionalText("no-proxy", \.noProxy, valueName: "LIST", defaultDescription: "the no_proxy environment variable",
+                      example: "internal.example.com,10.0.0.0/8",
+                      help: "Hosts fetched without the proxy: names (with their subdomains), IP addresses, CIDR ranges or *, comma-separated.") { value in
+            do { _ = try OutboundProxy(proxy: "unused", noProxy: value); return nil } catch { return "\(error)" }
+        },
         .list("allow-ip", \.allowIP, valueName: "CIDR", flagsReplaceFile: true,
               defaultDescription: nil, example: "10.20.0.0/16",
               help: "Exempt an address range from the default deny list (private, loopback, link-local and "
@@ -97,7 +111,7 @@ extension DaemonConfig {
         .number("max-dns-inflight", \.maxDNSInFlight, in: 1...10_000, help: "DNS queries in flight at most."),
         .number("max-https-inflight", \.maxHTTPSInFlight, in: 1...10_000, help: "Well-known fetches in flight at most."),
         .number("wellknown-timeout-ms", \.wellKnownTimeoutMs, in: 100...120_000,
-                help: "Total timeout of one well-known fetch in ms."),
+                help: "Time for the whole well-known phase (every redirect hop) in ms; cut to leave steps 4-6 their DNS time inside resolution-timeout-ms."),
         .number("resolution-timeout-ms", \.resolutionTimeoutMs, in: 500...600_000,
                 help: "Upper bound on one whole resolution in ms."),
         .text("log-level", \.logLevel, valueName: "LEVEL", help: "trace, debug, info, notice, warning, error or critical.") {

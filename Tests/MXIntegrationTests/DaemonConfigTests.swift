@@ -145,4 +145,20 @@ final class DaemonConfigTests: XCTestCase {
         XCTAssertEqual(ResponseLine(try c.request("resolve wk-port.test").last!)["step"], "3.2")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/unused.sock"), "no socket of its own was bound")
     }
+
+    func testProxyComesFromTheConfigElseTheEnvironment() throws {
+        var c = DaemonConfig()
+        XCTAssertNil(try c.outboundProxy(environment: [:]))
+        let env = ["https_proxy": "http://env-proxy:3128", "no_proxy": "env.test"]
+        XCTAssertEqual(try c.outboundProxy(environment: env)?.url, "http://env-proxy:3128")
+        XCTAssertEqual(try c.outboundProxy(environment: env)?.bypasses("a.env.test"), true)
+        try c.set("https-proxy", "proxy.example.com")
+        try c.set("no-proxy", "conf.test")
+        let p = try c.outboundProxy(environment: env)
+        XCTAssertEqual(p?.url, "http://proxy.example.com:1080")
+        XCTAssertEqual(p?.bypasses("a.env.test"), false)
+        XCTAssertEqual(p?.bypasses("conf.test"), true)
+        XCTAssertThrowsError(try c.set("https-proxy", "socks5://x"))
+        XCTAssertEqual(DaemonConfig().hostsFile, "/etc/hosts")
+    }
 }

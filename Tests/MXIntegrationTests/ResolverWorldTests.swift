@@ -16,6 +16,7 @@ final class ResolverWorldTests: XCTestCase {
         s.wellKnownConnectTimeoutMs = 1_000
         s.wellKnownTotalTimeoutMs = 1_500
         s.resolutionTimeoutMs = 10_000
+        s.dnsLookupMaxMs = 900  // 300 ms, then 600 ms: the backend's two tries
         return ServerResolver(backend: backend, settings: s, scheduler: DispatchScheduler())
     }
 

@@ -12,6 +12,14 @@ public struct TestWorld: Sendable {
     public let httpsIP: String
     public let faultHTTPSIP: String
     public let closedIP: String
+    /// DNS servers that answer SERVFAIL / REFUSED to everything (fail-over tests).
+    public let servfailDNSServer: String
+    public let refusedDNSServer: String
+    /// The world's HTTP CONNECT proxy (`http://IP:3128`), its log of CONNECT targets, and the
+    /// world's own hosts(5) file.
+    public let proxy: String
+    public var proxyLog: String { "\(dir)/proxy.log" }
+    public let hostsFile: String
     /// The daemon flags that point it at this world.
     public let daemonArgs: [String]
 
@@ -38,7 +46,9 @@ public struct TestWorld: Sendable {
         }
         return TestWorld(dir: j["dir"] as! String, dnsServer: j["dns_server"] as! String, faultDNSServer: j["fault_dns_server"] as! String,
                          caFile: j["ca_file"] as! String, httpsIP: j["https_ip"] as! String, faultHTTPSIP: j["fault_https_ip"] as! String,
-                         closedIP: j["closed_ip"] as! String, daemonArgs: j["daemon_args"] as! [String])
+                         closedIP: j["closed_ip"] as! String, servfailDNSServer: j["servfail_dns_server"] as! String,
+                         refusedDNSServer: j["refused_dns_server"] as! String, proxy: j["proxy"] as! String,
+                         hostsFile: j["hosts_file"] as! String, daemonArgs: j["daemon_args"] as! [String])
     }
 
     /// Starts the world of a scenario given as JSON text.

@@ -135,6 +135,12 @@ def checks(tool, w, d):
     ok(rc == 60 and "subject name" in err, "wrong-name cert rejected (curl 60)", err)
     rc, code, size, out, err = curl(w, "wk-selfsigned.test")
     ok(rc == 60 and "self-signed" in err, "self-signed cert rejected (curl 60)", err)
+    _, san, _ = sh(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", os.path.join(d, "certs", "valid.pem")])
+    dns_sans = re.findall(r"DNS:([^,\s]+)", san)
+    ok(dns_sans and not [n for n in dns_sans if re.fullmatch(r"[0-9.]+|.*:.*", n)],
+       "valid certificate: no IP literal as a DNS name (service_identity, Synapse's check, refuses it whole)", dns_sans)
+    rc, code, size, out, err = curl(w, w["https_ip"])
+    ok(rc == 0 and code == 200 and "target.test:8453" in out, "{https}: well-known at nginx's IP literal (IP SAN)", (rc, err))
     rc, code, size, out, err = curl(w, "wk-wrongcert.test", scheme="http")
     ok(rc == 0 and code == 200, "plain http :80 answers (counted separately)", err)
     t = time.time()
@@ -146,6 +152,10 @@ def checks(tool, w, d):
     ok(rc == 28 and size == 0, "accept, never answer", (rc, err))
     rc, code, size, out, err = curl(w, "wk-refused.test", ip=w["closed_ip"])
     ok(rc == 7, "connection refused on closed ip (curl 7)", (rc, err))
+    for ip in w["blackhole_ips"]:
+        t = time.time()
+        rc, code, size, out, err = curl(w, "wk-port.test", ip=ip, maxtime=1)
+        ok(rc == 28 and time.time() - t >= 0.9, f"blackhole {ip}: connect hangs (curl 28 at 1 s)", (rc, err))
     print("counts:")
     c = json.loads(sh([tool, "counts", "--dir", d])[1])
     ok(c["wellknown"].get("wk-port.test") == 1 and c["wellknown"].get("wk-stall.test") == 1

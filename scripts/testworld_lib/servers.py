@@ -1,6 +1,7 @@
-"""In-process python servers run by the supervisor: fault DNS (UDP+TCP) and fault HTTPS."""
+"""In-process python servers run by the supervisor: fault DNS (UDP+TCP), fault HTTPS, blackholes."""
 import asyncio
 import json
+import socket
 import ssl
 import struct
 import time
@@ -193,3 +194,97 @@ class FaultHTTPS:
 
     async def start(self, host, port):
         await asyncio.start_server(self.handle, host, port, ssl=self.ctx, reuse_address=True)
+
+
+class Blackhole:
+    """An address on which connecting hangs, as behind a firewall that drops packets: :443 listens
+    with a backlog of 0 and one connection sits unaccepted in its queue, so the kernel drops every
+    further SYN (no iptables needed; it stays on loopback)."""
+
+    def __init__(self, host, port=443):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(0)
+        self.fillers = []
+        for _ in range(2):  # the first fills the queue; the second's SYN is already dropped
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect((host, port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(c)
+
+
+class ErrorDNS(FaultDNS):
+    """A DNS server that answers every query with one rcode (SERVFAIL or REFUSED): the first of two
+    configured servers, for fail-over tests. UDP and TCP, as FaultDNS."""
+
+    def __init__(self, rcode, logpath):
+        self.rcode = rcode
+        self.log = open(logpath, "a", buffering=1)
+
+    async def respond(self, data, proto, peer):
+        try:
+            q = DNSRecord.parse(data)
+        except Exception:
+            return None
+        rep = q.reply()
+        rep.header.rcode = self.rcode
+        self.log.write(json.dumps({"t": round(time.time(), 4), "proto": proto, "name": str(q.q.qname).rstrip(".").lower(),
+                                   "type": QTYPE.get(q.q.qtype), "rcode": RCODE.get(self.rcode)}) + "\n")
+        return rep.pack()
+
+
+class ConnectProxy:
+    """A small HTTP CONNECT proxy (what https_proxy points at): tunnels to the requested host:port,
+    which must be an address inside 127.0.0.0/8 (the world never sends traffic elsewhere), and
+    logs each CONNECT target as one JSON line."""
+
+    def __init__(self, logpath):
+        self.log = open(logpath, "a", buffering=1)
+
+    async def handle(self, reader, writer):
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, target = head.decode("latin-1").split("\r\n")[0].split(" ")[:2]
+            host, _, port = target.rpartition(":")
+            host = host.strip("[]")
+            allowed = method == "CONNECT" and (host.startswith("127.") or host.startswith("::ffff:127."))
+            self.log.write(json.dumps({"t": round(time.time(), 4), "method": method, "target": target,
+                                       "allowed": allowed}) + "\n")
+            if not allowed:
+                writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                return
+            try:
+                up_r, up_w = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 5)
+            except (OSError, asyncio.TimeoutError):
+                writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                return
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+
+            async def pipe(r, w):
+                try:
+                    while True:
+                        data = await r.read(65536)
+                        if not data:
+                            break
+                        w.write(data)
+                        await w.drain()
+                except (ConnectionError, asyncio.CancelledError):
+                    pass
+                finally:
+                    w.close()
+
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self, host, port):
+        await asyncio.start_server(self.handle, host, port, reuse_address=True)

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 
-from dnslib import DNSRecord
+from dnslib import RCODE, DNSRecord
 
 from .homeserver import LOG as HOMESERVER_LOG, FakeHomeserver
-from .servers import FaultDNS, FaultHTTPS
+from .servers import Blackhole, ConnectProxy, ErrorDNS, FaultDNS, FaultHTTPS
 
 
 def _log(msg):
@@ -112,7 +112,12 @@ def run(d):
         fwk = {h: dict(w, body=w["body"].encode("latin-1")) for h, w in plan["wellknown_fault"].items()}
         await FaultHTTPS(fwk, os.path.join(d, "certs"),
                          os.path.join(d, "faulthttps.log")).start(ad["faulthttps"], 443)
-        _log(f"fault dns on {ad['faultdns']}:{port}, fault https on {ad['faulthttps']}:443")
+        blackholes = [Blackhole(ad["blackhole"]), Blackhole(ad["blackhole2"])]  # noqa: F841 (held open)
+        await ErrorDNS(RCODE.SERVFAIL, os.path.join(d, "servfaildns.log")).start(ad["servfaildns"], port)
+        await ErrorDNS(RCODE.REFUSED, os.path.join(d, "refuseddns.log")).start(ad["refuseddns"], port)
+        await ConnectProxy(os.path.join(d, "proxy.log")).start(ad["proxy"], 3128)
+        _log(f"fault dns on {ad['faultdns']}:{port}, fault https on {ad['faulthttps']}:443, "
+             f"blackholes on {ad['blackhole']}:443 and {ad['blackhole2']}:443")
         if plan.get("homeserver"):
             await FakeHomeserver(os.path.join(d, "certs"), os.path.join(d, HOMESERVER_LOG),
                                  plan["homeserver"].get("servers")).start(

@@ -27,6 +27,11 @@ def addrs_for(block):
         "faulthttps": f"{block}.11",  # python fault HTTPS :443
         "closed": f"{block}.99",      # nothing listens here
         "homeserver": f"{block}.12",  # fake remote homeserver (homeserver.py)
+        "blackhole": f"{block}.14",   # :443 listens with a full accept queue: SYNs are dropped
+        "blackhole2": f"{block}.15",  # the same, a second address
+        "servfaildns": f"{block}.55", # DNS answering SERVFAIL to everything
+        "refuseddns": f"{block}.56",  # DNS answering REFUSED to everything
+        "proxy": f"{block}.57",       # HTTP CONNECT proxy on :3128
     }
 
 
@@ -84,9 +89,15 @@ def normalize(scn, block):
             o["faults"][t] = v
 
     for name, spec in scn["names"].items():
-        name = name.lower()
+        # "{https}": nginx's own address, for a well-known served to a client that connects to an IP literal.
+        name = name.lower().replace("{https}", ad["https"])
         if not isinstance(spec, dict):
             raise ScenarioError(f"{name}: entry must be an object")
+        if re.fullmatch(r"[0-9.]+", name):
+            if set(spec) - {"wellknown", "comment"}:
+                raise ScenarioError(f"{name}: an IP literal has only a wellknown (no DNS records)")
+            wellknown[name] = _norm_wellknown(name, spec.get("wellknown") or {}, ad)
+            continue
         unknown = set(spec) - {"a", "aaaa", "cname", "srv", "ttl", "dns_fault", "wellknown", "comment"}
         if unknown:
             raise ScenarioError(f"{name}: unknown keys {sorted(unknown)}")
@@ -94,7 +105,7 @@ def normalize(scn, block):
         o["ttl"] = int(spec.get("ttl", default_ttl))
         wk = spec.get("wellknown")
         if wk is not None:
-            wellknown[name] = _norm_wellknown(name, wk)
+            wellknown[name] = _norm_wellknown(name, wk, ad)
         need_fault_https = bool(wk) and (wellknown[name]["stall_mid_body"] or wellknown[name]["no_response"])
         a = spec.get("a")
         if a is None and wk is not None and "aaaa" not in spec and "cname" not in spec:
@@ -102,11 +113,15 @@ def normalize(scn, block):
         for v in a or []:
             if v == "auto":
                 v = ad["faulthttps"] if need_fault_https else ad["https"]
-            elif v in ("https", "faulthttps", "closed", "homeserver"):
+            elif v in ("https", "faulthttps", "closed", "homeserver", "blackhole", "blackhole2"):
                 v = ad[v]
             ipaddress.IPv4Address(v)
             o["A"].append(v)
         for v in spec.get("aaaa") or []:
+            if v in ("https", "closed", "blackhole", "blackhole2"):
+                # The IPv4-mapped form: an AAAA record a client connects to over AF_INET6, staying
+                # inside this world's block (::1 is the only other IPv6 address on loopback).
+                v = "::ffff:" + ad[v]
             ipaddress.IPv6Address(v)
             o["AAAA"].append(v)
         if spec.get("cname"):
@@ -132,15 +147,17 @@ def normalize(scn, block):
     return owners, wellknown, default_ttl
 
 
-def _norm_wellknown(host, wk):
+def _norm_wellknown(host, wk, ad):
     if not isinstance(wk, dict):
         raise ScenarioError(f"{host}: wellknown must be an object")
     allowed = {"status", "json", "body", "size", "content_type", "headers", "redirect", "redirect_status",
-               "delay_ms", "cert", "stall_mid_body", "no_response"}
+               "delay_ms", "cert", "stall_mid_body", "no_response", "alt_json"}
     unknown = set(wk) - allowed
     if unknown:
         raise ScenarioError(f"{host}: unknown wellknown keys {sorted(unknown)}")
-    out = {"redirect": wk.get("redirect"), "headers": dict(wk.get("headers") or {}),
+    out = {"redirect": wk.get("redirect") and wk["redirect"].replace("{https}", ad["https"]),
+           "alt": json.dumps(wk["alt_json"]).encode() if "alt_json" in wk else None,
+           "headers": dict(wk.get("headers") or {}),
            "delay_ms": int(wk.get("delay_ms", 0)), "cert": wk.get("cert", "valid"),
            "stall_mid_body": bool(wk.get("stall_mid_body")), "no_response": bool(wk.get("no_response"))}
     if out["cert"] not in ("valid", "wrong-name", "self-signed"):
@@ -227,6 +244,14 @@ def wildcard_names(hosts):
     return sorted(out)
 
 
+def _is_ip(s):
+    try:
+        ipaddress.ip_address(s)
+        return True
+    except ValueError:
+        return False
+
+
 def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts, wildcard=False):
     """CA + three leaves (P-256): all valid hosts (one SAN each, or `*.PARENT` SANs with
     `wildcard`: the scenario's "wildcard_cert"); 'wrong-name'; self-signed."""
@@ -246,9 +271,13 @@ def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts, wildcard=False
          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
     leaf = ["-CA", f"{c}/ca.pem", "-CAkey", f"{c}/ca.key",
             "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"]
+    # An IP-literal host (a "{https}" well-known) goes in as an iPAddress SAN: as a dNSName,
+    # service_identity (Synapse's TLS check) refuses the whole certificate, for every name in it.
+    names = [h for h in valid_hosts if not _is_ip(h)]
+    ips = [ad["https"], ad["faulthttps"]]
+    ips += [h for h in valid_hosts if _is_ip(h) and h not in ips]
     run(["-keyout", f"{c}/valid.key", "-out", f"{c}/valid.pem", "-subj", "/CN=testworld",
-         "-addext", san((wildcard_names if wildcard else sorted)(valid_hosts) or ["testworld.test"],
-                         [ad["https"], ad["faulthttps"]])] + leaf)
+         "-addext", san((wildcard_names if wildcard else sorted)(names) or ["testworld.test"], ips)] + leaf)
     run(["-keyout", f"{c}/wrong-name.key", "-out", f"{c}/wrong-name.pem", "-subj", "/CN=other.test",
          "-addext", san(["other.test"])] + leaf)
     run(["-keyout", f"{c}/self-signed.key", "-out", f"{c}/self-signed.pem", "-subj", "/CN=selfsigned",
@@ -325,7 +354,7 @@ def nginx_conf(d, ad, wellknown, shared_blocks=False):
         cert = wk["cert"]
         hdrs = [f"      add_header {k} {_conf_str(str(v), host)} always;" for k, v in wk["headers"].items()]
         L += ["  server {", f"    listen {ad['https']}:443 ssl http2;", f"    listen {ad['https']}:80;",
-              f"    server_name {host};",
+              f"    server_name {host};", "    absolute_redirect off;",
               f"    ssl_certificate {c}/{cert}.pem;", f"    ssl_certificate_key {c}/{cert}.key;",
               f"    location = {WK_PATH} {{"] + hdrs
         if wk["redirect"]:
@@ -348,7 +377,11 @@ def nginx_conf(d, ad, wellknown, shared_blocks=False):
                 L.append(f"      echo_status {wk['status']};")
                 L.append(f"      echo_location /_twbody/{host};")
         L += ["    }",
-              f"    location /_twbody/ {{ internal; alias {www}/; default_type {_conf_str(wk['content_type'], host)}; }}",
-              "    location / { return 404; }", "  }"]
+              f"    location /_twbody/ {{ internal; alias {www}/; default_type {_conf_str(wk['content_type'], host)}; }}"]
+        if wk.get("alt"):
+            with open(os.path.join(www, host + ".alt"), "wb") as f:
+                f.write(wk["alt"])
+            L.append(f"    location ^~ /alt/ {{ root {www}; default_type application/json; try_files /{host}.alt =404; }}")
+        L += ["    location / { return 404; }", "  }"]
     L.append("}")
     return "\n".join(L) + "\n"
