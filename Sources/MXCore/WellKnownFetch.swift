@@ -21,13 +21,12 @@ struct WellKnownFetch: Sendable {
         let budget = run.settings.wellKnownBudgetMs
         let deadline = run.settings.now() + Double(budget) / 1000
         let once = Mutex<(@Sendable (WellKnownOutcome) -> Void)?>(completion)
-        let finish: @Sendable (WellKnownOutcome) -> Void = { outcome in
-            once.withLock { c in defer { c = nil }; return c }?(outcome)
-        }
+        let take: @Sendable () -> (@Sendable (WellKnownOutcome) -> Void)? = { once.withLock { c in defer { c = nil }; return c } }
         run.resolver.scheduler.schedule(afterMilliseconds: budget) { [self] in
-            finish(failed(Self.timeoutCode, "the well-known phase (every redirect) took longer than its \(budget) ms", temporary: true))
+            // Only a phase still running ends here (and says so in the trace).
+            take()?(failed(Self.timeoutCode, "the well-known phase (every redirect) took longer than its \(budget) ms", temporary: true))
         }
-        attempt(attempts, deadline: deadline, completion: finish)
+        attempt(attempts, deadline: deadline) { take()?($0) }
     }
 
     private func attempt(_ attempts: Int, deadline: Double, completion: @escaping @Sendable (WellKnownOutcome) -> Void) {

@@ -5,7 +5,8 @@ import MXAdapters
 import MXTestSupport
 
 /// Issue 12, "Connecting and fetching", against the loopback test world
-/// (scripts/scenarios/standard.json): address order, SRV shuffling, CNAME SRV targets.
+/// (scripts/scenarios/standard.json): address order, SRV shuffling, CNAME SRV targets, Happy
+/// Eyeballs, redirects, the well-known budget, DNS fail-over, the hosts file and the proxy.
 extension ResolverWorldTests {
     func testAnswersInterleaveAddressFamilies() {
         guard case .success(let a) = resolve("mixed.test:8448") else { return XCTFail("mixed.test did not resolve") }
@@ -103,6 +104,69 @@ extension DaemonTests {
         XCTAssertEqual(try daemon.ask("resolve srv-cname.test").status, "ok")
         XCTAssertEqual(try daemon.ask("statistics")["warning_srv_target_cname"], "1")
     }
+
+    /// RFC 8305 through the daemon: two AAAA on which SYNs are dropped and one good A.
+    func testTheDaemonDelegatesPastTwoBlackholedIPv6AddressesWithinASecond() throws {
+        let started = Date()
+        let r = try daemon.ask("resolve wk-blackhole6.test")
+        let took = Date().timeIntervalSince(started)
+        XCTAssertEqual(r.status, "ok", "\(r.fields)")
+        XCTAssertEqual(r["step"], "3.2")
+        XCTAssertEqual(r["host"], "target.test:8451")
+        XCTAssertLessThan(took, 1.0, "delegated within 1 s")
+    }
+
+    func testTheDaemonFollowsRelativeAndIPLiteralRedirects() throws {
+        try Self.world.resetCounts()
+        XCTAssertEqual(try daemon.ask("resolve wk-relative.test")["host"], "target.test:8452")
+        XCTAssertEqual(try daemon.ask("resolve wk-toip.test")["host"], "target.test:8453")
+        let c = try Self.world.counts()
+        XCTAssertEqual(c.wellKnown[Self.world.httpsIP], 1, "\(c.wellKnown)")
+        XCTAssertEqual(c.dns.keys.filter { $0.hasPrefix(Self.world.httpsIP) }, [], "no DNS query for an IP literal")
+    }
+
+    /// Four redirects of 700 ms against a 2.5 s deadline: the well-known phase ends with its budget
+    /// (1.5 s, `--wellknown-timeout-ms`), and step 4 answers in time.
+    func testASlowRedirectChainEndsInStep4NotInTimeout() throws {
+        daemon.stop()
+        daemon = DaemonProcess(world: Self.world, name: "chain", extraArgs: ["--resolution-timeout-ms", "2500"])
+        try daemon.start()
+        let r = try daemon.ask("resolve wk-slowchain.test trace=yes")
+        XCTAssertEqual(r.status, "ok", "\(r.fields)")
+        XCTAssertEqual(r["step"], "4")
+        XCTAssertTrue(r.all("trace").contains { $0.contains("wellknown_timeout") }, "\(r.all("trace"))")
+    }
+
+    func testASERVFAILingDNSServerIsFollowedByTheNextOne() throws {
+        daemon.stop()
+        daemon = DaemonProcess(world: Self.world, name: "failover", dnsServers: [Self.world.servfailDNSServer, Self.world.dnsServer])
+        try daemon.start()
+        let r = try daemon.ask("resolve srv-fed.test")
+        XCTAssertEqual(r.status, "ok", "\(r.fields)")
+        XCTAssertEqual(r["step"], "4")
+        // AAAA and A of the well-known host, the SRV, the target's AAAA and A: each handed on once.
+        XCTAssertGreaterThanOrEqual(Int(try daemon.ask("statistics")["dns_failovers"] ?? "") ?? 0, 5)
+    }
+
+    /// The proxy from the environment (https_proxy, no_proxy), and `no-proxy` in the config over it.
+    func testWellKnownFetchesTunnelThroughTheEnvironmentsProxy() throws {
+        daemon.stop()
+        let env = ProcessInfo.processInfo.environment.merging(["https_proxy": Self.world.proxy, "no_proxy": "elsewhere.test"]) { $1 }
+        daemon = DaemonProcess(world: Self.world, name: "proxy", environment: env)
+        try daemon.start()
+        let before = Self.world.proxyLogLines().count
+        XCTAssertEqual(try daemon.ask("resolve wk-proxy.test")["host"], "target.test:8454")
+        let added = Self.world.proxyLogLines().dropFirst(before)
+        XCTAssertEqual(added.count, 1, "\(added)")
+        XCTAssertTrue(added.first?.contains("\"target\": \"\(Self.world.httpsIP):443\"") ?? false, "\(added)")
+
+        daemon.stop()
+        daemon = DaemonProcess(world: Self.world, name: "noproxy", extraArgs: ["--no-proxy", "wk-proxy.test"], environment: env)
+        try daemon.start()
+        let direct = Self.world.proxyLogLines().count
+        XCTAssertEqual(try daemon.ask("resolve wk-proxy.test")["host"], "target.test:8454")
+        XCTAssertEqual(Self.world.proxyLogLines().count, direct, "no-proxy: fetched directly")
+    }
 }
 
 /// DNS fail-over, the hosts file and the outbound proxy, through the real adapters.
@@ -183,36 +247,32 @@ final class ConnectingBackendTests: XCTestCase {
         XCTAssertEqual(dns.all.map(\.address.description), ["127.0.0.82"])
     }
 
-    func proxyLogLines() -> [String] {
-        ((try? String(contentsOfFile: Self.world.proxyLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    }
-
     func testWellKnownFetchTunnelsThroughTheProxyToTheCheckedAddress() throws {
         let b = try backend(proxy: try OutboundProxy(proxy: Self.world.proxy, noProxy: "elsewhere.test"))
         defer { b.stop() }
-        let before = proxyLogLines().count
+        let before = Self.world.proxyLogLines().count
         guard case .success(let r)? = resolve(b, "wk-proxy.test") else { return XCTFail("wk-proxy.test") }
         XCTAssertEqual(r.wellKnown?.result, .delegated("target.test:8454"), "\(r.trace)")
-        let added = proxyLogLines().dropFirst(before)
+        let added = Self.world.proxyLogLines().dropFirst(before)
         XCTAssertEqual(added.count, 1, "\(added)")
         XCTAssertTrue(added.first?.contains("\"target\": \"\(Self.world.httpsIP):443\"") ?? false,
                       "CONNECT to the address mxresolved resolved and checked, not to the name: \(added)")
 
         // The deny list still applies: a denied address is never asked for, through the proxy or not.
-        let deniedBefore = proxyLogLines().count
+        let deniedBefore = Self.world.proxyLogLines().count
         // (Steps 4-6 then find the same denied address: the resolution fails as a whole.)
         guard case .failure(let denied)? = resolve(b, "wk-proxy.test", policy: IPPolicy()) else { return XCTFail() }
         XCTAssertEqual(denied.code, .addressDenied)
         if case .failed(let code, _, _)? = denied.wellKnown?.result { XCTAssertEqual(code, "wellknown_address_denied") } else { XCTFail("\(denied)") }
-        XCTAssertEqual(proxyLogLines().count, deniedBefore)
+        XCTAssertEqual(Self.world.proxyLogLines().count, deniedBefore)
     }
 
     func testNoProxyHostsAreFetchedDirectly() throws {
         let b = try backend(proxy: try OutboundProxy(proxy: Self.world.proxy, noProxy: ".test"))
         defer { b.stop() }
-        let before = proxyLogLines().count
+        let before = Self.world.proxyLogLines().count
         guard case .success(let r)? = resolve(b, "wk-proxy.test") else { return XCTFail("wk-proxy.test") }
         XCTAssertEqual(r.wellKnown?.result, .delegated("target.test:8454"))
-        XCTAssertEqual(proxyLogLines().count, before, "no_proxy .test: no CONNECT")
+        XCTAssertEqual(Self.world.proxyLogLines().count, before, "no_proxy .test: no CONNECT")
     }
 }

@@ -27,14 +27,21 @@ public final class DaemonProcess: @unchecked Sendable {
     public static var daemonBinary: String { "\(binDir)/mxresolved" }
     public static var ctlBinary: String { "\(binDir)/mxresolvectl" }
 
-    public init(world: TestWorld, name: String, socketPath: String? = nil, extraArgs: [String] = []) {
+    let environment: [String: String]?
+
+    /// `dnsServers`: the DNS servers instead of the world's (in this order); `environment`: the
+    /// daemon's whole environment instead of the test process's.
+    public init(world: TestWorld, name: String, socketPath: String? = nil, extraArgs: [String] = [],
+                dnsServers: [String]? = nil, environment: [String: String]? = nil) {
         // Short: a Unix socket path has at most 107 bytes.
         stateDir = "/tmp/mxrt-\(getpid())/\(DaemonProcess.nextIndex())-\(name.prefix(24))"
         try? FileManager.default.removeItem(atPath: stateDir)
         try? FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         self.socketPath = socketPath ?? "\(stateDir)/mxresolved.sock"
         self.logPath = "\(stateDir)/daemon.log"
-        self.extraArgs = world.daemonArgs + ["--dns-timeout-ms", "300", "--wellknown-timeout-ms", "1500", "--log-level", "debug"] + extraArgs
+        self.environment = environment
+        let worldArgs = dnsServers.map { world.daemonArgs(dnsServers: $0) } ?? world.daemonArgs
+        self.extraArgs = worldArgs + ["--dns-timeout-ms", "300", "--wellknown-timeout-ms", "1500", "--log-level", "debug"] + extraArgs
     }
 
     /// Starts the daemon and waits until it accepts connections; the error carries its log.
@@ -43,6 +50,7 @@ public final class DaemonProcess: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.daemonBinary)
         p.arguments = ["--state-dir", stateDir, "--socket", socketPath] + extraArgs
+        if let environment { p.environment = environment }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logHandle = FileHandle(forWritingAtPath: logPath)!
         logHandle.seekToEndOfFile()

@@ -19,9 +19,25 @@ public struct TestWorld: Sendable {
     /// world's own hosts(5) file.
     public let proxy: String
     public var proxyLog: String { "\(dir)/proxy.log" }
+    /// The proxy's log so far, one JSON object a line.
+    public func proxyLogLines() -> [String] {
+        ((try? String(contentsOfFile: proxyLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
     public let hostsFile: String
     /// The daemon flags that point it at this world.
     public let daemonArgs: [String]
+
+    /// `daemonArgs` with these DNS servers, asked in this order, instead of the world's.
+    public func daemonArgs(dnsServers: [String]) -> [String] {
+        var rest: [String] = []
+        var i = 0
+        while i < daemonArgs.count {
+            if daemonArgs[i] == "--dns-server" { i += 2; continue }
+            rest.append(daemonArgs[i])
+            i += 1
+        }
+        return dnsServers.flatMap { ["--dns-server", $0] } + rest
+    }
 
     public static let repoRoot: String = {
         var url = URL(fileURLWithPath: #filePath)
