@@ -49,6 +49,30 @@ extension DaemonTests {
         store.close()
     }
 
+    /// A name answered by step 6 after its well-known said 404 an hour and a second ago, with an
+    /// address TTL of a day; its well-known (wk-port.test's) delegates now. The answer lived no longer
+    /// than the failure's back-off (at most the hour), so the daemon fetches again and follows.
+    func testAFixedDelegationIsFollowedOnceTheBackOffOfTheFailedWellKnownEnds() throws {
+        daemon.stop()
+        let now = wallClockSeconds()
+        let notFound = WellKnownOutcome(result: .failed(code: "wellknown_http_404", message: "404", temporary: false), headerLifetime: nil)
+        let step6 = Resolution(serverName: "wk-port.test", step: .defaultPort,
+                               targets: [Target(host: "wk-port.test", port: 8448, addresses: [IPAddress(Self.world.httpsIP)!])],
+                               hostHeader: "wk-port.test", tlsServerName: "wk-port.test", sni: "wk-port.test",
+                               wellKnown: notFound, srvTTL: nil, addressTTL: 86400, trace: [])
+        let entry = CacheRules.updated(nil, serverName: "wk-port.test", result: .success(step6), fetched: notFound, now: now - 3601, jitter: 0)
+        let store = try LMDBStore(directory: "\(daemon.stateDir)/cache", mapSizeBytes: 16 << 20)
+        try store.put(entry, lastUsed: now)
+        store.close()
+        try daemon.start()
+        try Self.world.resetCounts()
+
+        let r = try daemon.ask("resolve wk-port.test")
+        XCTAssertEqual(r["step"], "3.2", "\(r.fields)")
+        XCTAssertEqual(r["host"], "target.test:8449")
+        XCTAssertEqual(try Self.world.counts().wellKnown["wk-port.test"], 1)
+    }
+
     func testAStaleDelegationIsServedAtOnceWhileTheWellKnownHostNeverAnswers() throws {
         daemon.stop()
         try Self.seedOutage(of: "wk-noanswer.test", in: daemon.stateDir)   // its host accepts and never answers
