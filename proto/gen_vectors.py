@@ -142,6 +142,13 @@ requests = [
     {"name": "reresolve-missing-name", "request": "reresolve", "expect": err("bad_request")},
     {"name": "reresolve-two-names", "request": "reresolve a.example b.example", "expect": err("bad_request")},
     {"name": "reresolve-no-options", "request": "reresolve 1.2.3.4 cache=no", "expect": err("bad_request")},
+    {"name": "show-cache-after-the-last-name", "request": "show-cache after=~ limit=5 id=sc1",
+     "expect": ok({"id": "sc1", "count": "0"}, absent=["next"], first_field="id"),
+     "note": "no cached name sorts after '~' (UTF-8 byte order); no next= at the end of the listing"},
+    {"name": "show-cache-after-the-last-name-json", "request": "show-cache after=~ format=json",
+     "expect": {"status": "ok", "format": "json", "json_subset": {"ok": True, "entries": [], "count": 0}}},
+    {"name": "show-cache-limit-zero", "request": "show-cache limit=0", "expect": err("bad_request")},
+    {"name": "show-cache-limit-not-a-number", "request": "show-cache limit=ten", "expect": err("bad_request")},
     {"name": "line-too-long", "request": line4097, "expect": err("line_too_long", absent=["id"]),
      "closes": True},
 ]
@@ -175,6 +182,8 @@ parse = [
     {"line": "err id=q code=bad_request msg=empty%20request", "status": "err", "id": "q",
      "fields": [P("code", "bad_request"), P("msg", "empty request")]},
     {"line": "ok sni= host=a=b", "status": "ok", "id": None, "fields": [P("sni", ""), P("host", "a=b")]},
+    {"line": "ok count=2 next=b%20c.example", "status": "ok", "id": None,
+     "fields": [P("count", "2"), P("next", "b c.example")]},
     {"line": "entry id=s name=1.2.3.4 status=ok ttl=5", "status": "entry", "id": "s",
      "fields": [P("name", "1.2.3.4"), P("status", "ok"), P("ttl", "5")]},
     {"line": "ok name=m.example step=3.3 source=network ttl=300 host=m.example tls_name=m.example sni=m.example "

@@ -25,7 +25,7 @@ KEY_RE = re.compile(r"[a-z0-9_]+\Z")
 VERBS = {"hello", "ping", "version", "resolve", "show-cache", "flush-caches", "revalidate", "reresolve",
          "statistics", "reset-statistics"}
 RERESOLVE_INTERVAL, RERESOLVE_NAMES = 60.0, 4096
-OPTIONS = {"resolve": {"cache", "trace", "format"}, "show-cache": {"failures", "format"},
+OPTIONS = {"resolve": {"cache", "trace", "format"}, "show-cache": {"failures", "format", "after", "limit"},
            "flush-caches": {"failures"}, "statistics": {"format"}}
 DENIED = [ipaddress.ip_network(n) for n in [
     "0.0.0.0/32", "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
@@ -213,6 +213,12 @@ class Server:
         for k, v in opts.items():
             if k not in OPTIONS.get(verb, set()):
                 return err("bad_request", f"unknown option {k}", rid)
+            if k == "after":
+                continue
+            if k == "limit":
+                if not re.fullmatch(r"[0-9]{1,9}", v) or int(v) == 0:
+                    return err("bad_request", "limit must be a whole number from 1 to 999999999", rid)
+                continue
             allowed = ("text", "json") if k == "format" else ("yes", "no")
             if v not in allowed:
                 return err("bad_request", f"{k} must be one of {'/'.join(allowed)}", rid)
@@ -261,29 +267,41 @@ class Server:
         if verb == "show-cache":
             if len(args) > 1:
                 return err("bad_request", "usage: show-cache [NAME]", rid)
-            lines, objs = [], []
-            for name, (res, _) in sorted(self.cache.items()):
-                if args and name != args[0]:
-                    continue
+            listed = []  # (name, line, obj) in the order of the names' UTF-8 bytes
+            for name, (res, _) in self.cache.items():
                 ttl = self.ttl(name, self.cache)
                 tg = " ".join("target=" + esc(f"{h},{p},{','.join(a)}") for h, p, a in res["targets"])
-                lines.append(f"entry{idf} name={esc(name)} status=ok ttl={ttl} step={res['step']} host={esc(res['host'])} "
-                             f"tls_name={esc(res['tls_name'])} sni={esc(res['sni'])} {tg}")
-                objs.append({"server_name": name, "ok": True, "stale": False, "expires_in": ttl, "step": res["step"],
-                             "targets": [{"host": h, "port": p, "addresses": a} for h, p, a in res["targets"]],
-                             "host_header": res["host"], "tls_server_name": res["tls_name"], "sni": res["sni"] or None})
+                listed.append((name, f"entry{idf} name={esc(name)} status=ok ttl={ttl} step={res['step']} host={esc(res['host'])} "
+                                     f"tls_name={esc(res['tls_name'])} sni={esc(res['sni'])} {tg}",
+                               {"server_name": name, "ok": True, "stale": False, "expires_in": ttl, "step": res["step"],
+                                "targets": [{"host": h, "port": p, "addresses": a} for h, p, a in res["targets"]],
+                                "host_header": res["host"], "tls_server_name": res["tls_name"], "sni": res["sni"] or None}))
             if opts.get("failures") == "yes":
-                for name, (res, _) in sorted(self.failures.items()):
-                    if args and name != args[0]:
-                        continue
+                for name, (res, _) in self.failures.items():
                     ttl = self.ttl(name, self.failures)
-                    lines.append(f"entry{idf} name={esc(name)} status=err ttl={ttl} code={res['code']} msg={esc(res['msg'])}")
-                    objs.append({"server_name": name, "ok": False, "expires_in": ttl,
-                                 "error": {"code": res["code"], "message": res["msg"]}})
+                    listed.append((name, f"entry{idf} name={esc(name)} status=err ttl={ttl} code={res['code']} msg={esc(res['msg'])}",
+                                   {"server_name": name, "ok": False, "expires_in": ttl,
+                                    "error": {"code": res["code"], "message": res["msg"]}}))
+            listed.sort(key=lambda e: e[0].encode())
+            if args:
+                listed = [e for e in listed if e[0] == args[0]]
+            else:
+                after = opts.get("after")
+                if after is not None:
+                    listed = [e for e in listed if e[0].encode() > after.encode()]
+                limit = int(opts["limit"]) if "limit" in opts else None  # every peer is an admin here
+                if limit is not None and len(listed) > limit:
+                    listed = listed[:limit]
+                    nxt = listed[-1][0]
+                else:
+                    nxt = None
+            nxt = None if args else nxt
             if js:
-                return [json.dumps({"ok": True, **({"id": rid} if rid else {}), "entries": objs, "count": len(objs)},
-                                   separators=(",", ":"))], False
-            return lines + [f"ok{idf} count={len(lines)}"], False
+                o = {"ok": True, **({"id": rid} if rid else {}), "entries": [e[2] for e in listed], "count": len(listed)}
+                if nxt is not None:
+                    o["next"] = nxt
+                return [json.dumps(o, separators=(",", ":"))], False
+            return [e[1] for e in listed] + [f"ok{idf} count={len(listed)}" + (f" next={esc(nxt)}" if nxt is not None else "")], False
         if verb == "flush-caches":
             n = 0
             if opts.get("failures") != "yes":  # failures=yes: only the negative cache

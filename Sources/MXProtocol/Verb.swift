@@ -30,7 +30,7 @@ public enum Verb: String, CaseIterable, Sendable {
     public var options: [RequestOption] {
         switch self {
         case .resolve: return [.cache, .trace, .format]
-        case .showCache: return [.failures, .format]
+        case .showCache: return [.failures, .format, .after, .limit]
         case .flushCaches: return [.failures]
         case .statistics: return [.format]
         case .hello, .ping, .version, .revalidate, .reresolve, .resetStatistics: return []
@@ -65,7 +65,7 @@ public enum Verb: String, CaseIterable, Sendable {
             default: parts.append("\(name)...")
             }
         }
-        parts += options.map { "[\($0.rawValue)=\($0.values.joined(separator: "|"))]" }
+        parts += options.map { "[\($0.rawValue)=\($0.syntax)]" }
         return parts.joined(separator: " ")
     }
 }
@@ -73,7 +73,32 @@ public enum Verb: String, CaseIterable, Sendable {
 /// The options of §5 (besides `id`) and the values each accepts.
 public enum RequestOption: String, CaseIterable, Sendable {
     case cache, trace, failures, format
+    /// `show-cache` paging (§5.2): list the names after this one, and at most this many.
+    case after, limit
 
-    public var values: [String] { self == .format ? ["text", "json"] : ["yes", "no"] }
-    public var defaultValue: String { self == .format ? "text" : self == .cache ? "yes" : "no" }
+    /// The fixed values it accepts; empty for `after` (any name) and `limit` (a count).
+    public var values: [String] {
+        switch self {
+        case .format: return ["text", "json"]
+        case .cache, .trace, .failures: return ["yes", "no"]
+        case .after, .limit: return []
+        }
+    }
+
+    /// How its value is written in usage texts.
+    public var syntax: String {
+        switch self {
+        case .after: return "NAME"
+        case .limit: return "N"
+        default: return values.joined(separator: "|")
+        }
+    }
+
+    public func accepts(_ value: String) -> Bool {
+        switch self {
+        case .after: return true
+        case .limit: return value.utf8.count <= 9 && value.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } && (Int(value) ?? 0) > 0
+        default: return values.contains(value)
+        }
+    }
 }

@@ -5,6 +5,8 @@ public enum Wire {
     public static let maxLineBytes = 4096
     /// Requests a connection may have in flight (§2 "In-flight limit"), announced by `hello`.
     public static let maxInFlight = 256
+    /// Most entries one `show-cache` lists for a peer that is not an admin (§5.2); more by paging.
+    public static let maxListedEntries = 1000
     public static let serverVersion = "0.1.0"
 
     /// Escapes a response value: bytes outside 0x21–0x7E and `%` become %XX (upper-case hex).

@@ -31,6 +31,12 @@ final class Connection: @unchecked Sendable {
     private var input: [UInt8] = []
     private var output = OutputQueue()
     private var ordered = OrderedReplies()
+    /// The streamed answer being sent: nothing else is queued for sending until its last page is.
+    private var stream: (any ReplyStream)?
+    private var pageRequested = false
+    /// Replies whose turn has come, waiting behind `stream` (empty whenever it is nil).
+    private var waiting = FIFO<Reply>()
+    private var waitingBytes = 0
     /// Requests read whose answer has not been completely sent (PROTOCOL.md §2).
     private var inFlight = 0
     /// `line_too_long`, sent after every earlier request has been answered.
@@ -43,7 +49,7 @@ final class Connection: @unchecked Sendable {
         self.reactor = reactor
     }
 
-    private var queuedBytes: Int { output.unsent + ordered.heldBytes }
+    private var queuedBytes: Int { output.unsent + ordered.heldBytes + waitingBytes }
     private var overBudget: Bool { queuedBytes > Self.outputBudget }
 
     func handleEvents(_ flags: UInt32) {
@@ -59,6 +65,7 @@ final class Connection: @unchecked Sendable {
 
     /// The one place that decides, after anything happened, whether to read, resume or close.
     private func settle() {
+        requestPage()
         decide: while true {
             switch state {
             case .reading:
@@ -73,7 +80,7 @@ final class Connection: @unchecked Sendable {
                 if inFlight == 0, let notice = closingNotice {
                     closingNotice = nil
                     inFlight += 1
-                    queue(answer: notice, ticket: nil)
+                    queue(.answer(notice), ticket: nil)
                     writeOutput()
                 }
                 if inFlight == 0 && output.isEmpty {
@@ -152,27 +159,27 @@ final class Connection: @unchecked Sendable {
         case .failure(let e):
             stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             inFlight += 1
-            queue(answer: ResponseLine.error(e.code, e.message, id: e.id), ticket: e.id == nil ? ordered.reserve() : nil)
+            queue(.answer(ResponseLine.error(e.code, e.message, id: e.id)), ticket: e.id == nil ? ordered.reserve() : nil)
             return
         }
         inFlight += 1
         let ticket = request.id == nil ? ordered.reserve() : nil
         if inFlight > Wire.maxInFlight {
             stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
-            queue(answer: ResponseLine.error(.tooManyInFlight, "more than \(Wire.maxInFlight) requests in flight on this connection",
-                                             id: request.id, json: request.json), ticket: ticket)
+            queue(.answer(ResponseLine.error(.tooManyInFlight, "more than \(Wire.maxInFlight) requests in flight on this connection",
+                                             id: request.id, json: request.json)), ticket: ticket)
             return
         }
         let reactor = self.reactor
-        // `respond` runs inline for hits (on this reactor thread: no hop; the read loop sends) or
+        // `reply` runs inline for hits (on this reactor thread: no hop; the read loop sends) or
         // later, from any thread, for misses (posted to this reactor). Which one is decided by where
         // it runs, never by timing.
-        reactor.handler.handle(request, peer: peer) { [self] answer in
+        reactor.handler.handle(request, peer: peer) { [self] reply in
             if reactor.isCurrent {
-                queue(answer: answer, ticket: ticket)
+                queue(reply, ticket: ticket)
             } else {
                 reactor.post { [self] in
-                    queue(answer: answer, ticket: ticket)
+                    queue(reply, ticket: ticket)
                     writeOutput()
                     settle()
                 }
@@ -180,12 +187,57 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// Puts an answer in line: at once when its request had an id, else in request order.
-    private func queue(answer: [UInt8], ticket: OrderedReplies.Ticket?) {
+    /// Puts a reply in line: at once when its request had an id, else in request order.
+    private func queue(_ reply: Reply, ticket: OrderedReplies.Ticket?) {
         guard state != .closed else { return }
-        guard let ticket else { return output.append(answer: answer) }
-        ordered.fill(ticket, with: answer)
-        ordered.drain { output.append(answer: $0) }
+        guard let ticket else { return send(reply) }
+        ordered.fill(ticket, with: reply)
+        ordered.drain { send($0) }
+    }
+
+    /// Sends a reply whose turn has come, or keeps it until the stream being sent has ended (the
+    /// lines of one answer are contiguous, PROTOCOL.md §2).
+    private func send(_ reply: Reply) {
+        guard stream == nil else {
+            waiting.append(reply)
+            waitingBytes += reply.heldBytes
+            return
+        }
+        switch reply {
+        case .answer(let bytes): output.append(answer: bytes)
+        case .stream(let s): stream = s; requestPage()
+        }
+    }
+
+    /// Asks the stream for its next page while the output is under the budget: a client that does
+    /// not read holds the budget and one page, not the whole answer.
+    private func requestPage() {
+        guard let stream, !pageRequested, state != .closed, output.unsent < Self.outputBudget else { return }
+        pageRequested = true
+        let reactor = self.reactor
+        stream.nextPage { [self] page, last in
+            reactor.post { [self] in received(page, last: last) }
+        }
+    }
+
+    private func received(_ page: [UInt8], last: Bool) {
+        pageRequested = false
+        guard state != .closed else { return }
+        output.append(page, endsAnswer: last)
+        if last {
+            stream = nil
+            sendWaiting()
+        }
+        writeOutput()
+        settle()
+    }
+
+    /// After a stream ended: sends what waited for it, up to the next stream.
+    private func sendWaiting() {
+        while stream == nil, let reply = waiting.popFirst() {
+            waitingBytes -= reply.heldBytes
+            send(reply)
+        }
     }
 
     private func writeOutput() {
@@ -202,6 +254,9 @@ final class Connection: @unchecked Sendable {
         input = []
         output.removeAll()
         ordered.removeAll()
+        stream = nil
+        waiting.removeAll()
+        waitingBytes = 0
         reactor.closed(self)
     }
 }

@@ -3,7 +3,7 @@
 struct OrderedReplies {
     typealias Ticket = Int
 
-    private var slots: [[UInt8]?] = []
+    private var slots: [Reply?] = []
     /// Index in `slots` of the oldest answer not yet handed out.
     private var head = 0
     /// Ticket of `slots[0]`.
@@ -17,17 +17,17 @@ struct OrderedReplies {
         return firstTicket + slots.count - 1
     }
 
-    mutating func fill(_ ticket: Ticket, with bytes: [UInt8]) {
-        slots[ticket - firstTicket] = bytes
-        heldBytes += bytes.count
+    mutating func fill(_ ticket: Ticket, with reply: Reply) {
+        slots[ticket - firstTicket] = reply
+        heldBytes += reply.heldBytes
     }
 
     /// Hands out, in request order, every answer no longer waiting for an earlier one.
-    mutating func drain(_ send: ([UInt8]) -> Void) {
-        while head < slots.count, let bytes = slots[head] {
-            heldBytes -= bytes.count
-            slots[head] = []
-            send(bytes)
+    mutating func drain(_ send: (Reply) -> Void) {
+        while head < slots.count, let reply = slots[head] {
+            heldBytes -= reply.heldBytes
+            slots[head] = .answer([])
+            send(reply)
             head += 1
         }
         if head == slots.count {

@@ -9,16 +9,18 @@ struct OutputQueue {
     private var start = 0
     /// Bytes dropped from the front of `bytes` so far: `bytes[i]` is byte `dropped + i` of the stream.
     private var dropped = 0
-    /// Stream offsets just past each queued answer, oldest first (from `endsHead` on).
-    private var ends: [Int] = []
-    private var endsHead = 0
+    /// Stream offsets just past each queued answer, oldest first.
+    private var ends = FIFO<Int>()
 
     var unsent: Int { bytes.count - start }
     var isEmpty: Bool { start == bytes.count }
 
-    mutating func append(answer: [UInt8]) {
-        bytes.append(contentsOf: answer)
-        ends.append(dropped + bytes.count)
+    mutating func append(answer: [UInt8]) { append(answer, endsAnswer: true) }
+
+    /// Queues bytes of an answer; `endsAnswer` when they are its last (a streamed answer comes in pages).
+    mutating func append(_ part: [UInt8], endsAnswer: Bool) {
+        bytes.append(contentsOf: part)
+        if endsAnswer { ends.append(dropped + bytes.count) }
     }
 
     enum WriteResult { case sent(answers: Int), failed }
@@ -37,7 +39,7 @@ struct OutputQueue {
         }
         let sentUpTo = dropped + start
         var answers = 0
-        while endsHead < ends.count && ends[endsHead] <= sentUpTo { endsHead += 1; answers += 1 }
+        while let end = ends.first, end <= sentUpTo { _ = ends.popFirst(); answers += 1 }
         compact()
         return .sent(answers: answers)
     }
@@ -53,19 +55,11 @@ struct OutputQueue {
             bytes.removeFirst(start)
             start = 0
         }
-        if endsHead == ends.count {
-            ends.removeAll(keepingCapacity: ends.capacity <= 1024)
-            endsHead = 0
-        } else if endsHead > 64 && endsHead > ends.count / 2 {
-            ends.removeFirst(endsHead)
-            endsHead = 0
-        }
     }
 
     mutating func removeAll() {
         bytes = []
-        ends = []
+        ends.removeAll()
         start = 0
-        endsHead = 0
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import MXCore
 import Synchronization
 import MXProtocol
@@ -18,6 +19,9 @@ public final class RequestHandler: RequestHandling {
     let ownUID = getuid()
     public let shuttingDown = Atomic<Bool>(false)
     let reresolveLimit = ReresolveLimit()
+    /// Where the work that walks the store runs (listings page by page, flushes): one page at a time
+    /// daemon-wide, never on a reactor, so a hit on any connection does not wait for a walk.
+    let scans = DispatchQueue(label: "mxr-scan", qos: .utility)
 
     /// Upstream counters (DNS queries and well-known fetches by outcome) and their reset.
     let upstream: @Sendable () -> [(String, Int)]
@@ -34,7 +38,8 @@ public final class RequestHandler: RequestHandling {
         self.caFile = caFile
     }
 
-    public func handle(_ request: Request, peer: PeerCredentials, respond: @escaping @Sendable ([UInt8]) -> Void) {
+    public func handle(_ request: Request, peer: PeerCredentials, reply: @escaping @Sendable (Reply) -> Void) {
+        let respond: @Sendable ([UInt8]) -> Void = { reply(.answer($0)) }
         let id = request.id
         func error(_ code: ErrorCode, _ message: String) {
             respond(ResponseLine.error(code, message, id: id, json: request.json))
@@ -79,13 +84,15 @@ public final class RequestHandler: RequestHandling {
         case .resolve:
             resolve(request, respond: respond)
         case .showCache:
-            showCache(request, respond: respond)
+            reply(.stream(listing(request, admin: mayChangeState(peer))))
         case .flushCaches:
             let scope: ResolutionService.FlushScope = request.arguments.isEmpty ? .all : .names(request.arguments)
-            let n = service.flush(scope, failuresOnly: request.flag(.failures))
-            var b = ResponseLine.Builder("ok", id: id)
-            b.field("flushed", n)
-            respond(b.line())
+            scans.async { [service] in
+                let n = service.flush(scope, failuresOnly: request.flag(.failures))
+                var b = ResponseLine.Builder("ok", id: id)
+                b.field("flushed", n)
+                respond(b.line())
+            }
         case .revalidate:
             if let refusal = invalidName(in: request) { return respond(refusal) }
             for name in request.arguments { service.revalidate(name) }
@@ -193,25 +200,14 @@ public final class RequestHandler: RequestHandling {
         }
     }
 
-    func showCache(_ request: Request, respond: @escaping @Sendable ([UInt8]) -> Void) {
-        let now = wallClockSeconds()
-        var entries = request.arguments.first.map { service.storedEntry($0).map { [$0] } ?? [] } ?? service.allEntries()
-        if !request.flag(.failures) { entries = entries.filter { !$0.isFailure } }
-        if request.json {
-            var o = JSONObject()
-            o.bool("ok", true)
-            if let id = request.id { o.string("id", id) }
-            o.raw("entries", JSONObject.array(entries.map { AnswerRender.entryJSON($0, now: now) }))
-            o.int("count", entries.count)
-            respond(Array((o.text + "\n").utf8))
-            return
-        }
-        var out: [UInt8] = []
-        for e in entries { out += AnswerRender.entryLine(e, id: request.id, now: now) }
-        var b = ResponseLine.Builder("ok", id: request.id)
-        b.field("count", entries.count)
-        out += b.line()
-        respond(out)
+    /// The `show-cache` answer: every entry for an admin, at most `Wire.maxListedEntries` per call
+    /// for any other peer (PROTOCOL.md §5.2).
+    func listing(_ request: Request, admin: Bool) -> CacheListing {
+        let asked = request.options[.limit].flatMap { Int($0) }
+        let limit = admin ? asked : min(asked ?? Wire.maxListedEntries, Wire.maxListedEntries)
+        let what = CacheListing.Request(name: request.arguments.first, failures: request.flag(.failures), json: request.json,
+                                        id: request.id, after: request.options[.after], limit: limit)
+        return CacheListing(what, store: store, service: service, queue: scans)
     }
 }
 

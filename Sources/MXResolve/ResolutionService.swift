@@ -302,12 +302,6 @@ public final class ResolutionService: Sendable {
         return out.sorted { $0.serverName < $1.serverName }
     }
 
-    /// One name's stored entry, read without loading it into memory.
-    public func storedEntry(_ name: String) -> CacheEntry? {
-        drainWrites()
-        return store.get(name)
-    }
-
     public func drainWrites() { writer.sync {} }
 
     /// Writes batched last-use times (called periodically and at shutdown).

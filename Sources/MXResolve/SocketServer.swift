@@ -20,10 +20,10 @@ public struct PeerCredentials: Sendable {
     public var gid: UInt32
 }
 
-/// Executes one parsed request. `respond` (called exactly once) may run inline (a cache hit, answered
-/// on the thread that read the request) or later from any thread (a miss).
+/// Executes one parsed request. `reply` (called exactly once) may run inline (a cache hit, answered
+/// on the thread that read the request) or later from any thread (a miss, a flush).
 public protocol RequestHandling: Sendable {
-    func handle(_ request: Request, peer: PeerCredentials, respond: @escaping @Sendable (_ answer: [UInt8]) -> Void)
+    func handle(_ request: Request, peer: PeerCredentials, reply: @escaping @Sendable (Reply) -> Void)
 }
 
 public enum SocketServerError: Error, CustomStringConvertible {

@@ -265,11 +265,32 @@ struct ShowCache: ParsableCommand {
             // The daemon runs (it refused us or is stuck): its cache file is not ours to read.
             throw Exit.reporting(error, timeout: socket.timeout)
         }
-        let lines = try session.send(request)
-        if json { lines.forEach { print($0) }; return }
-        try check(lines.last ?? "")
-        for l in lines.dropLast() { print(describeEntry(ResponseLine(l))) }
-        print("-- \(ResponseLine(lines.last!)["count"] ?? "0") entries")
+        // A peer that is not an admin gets a page at a time (PROTOCOL.md §5.2): ask on from `next`.
+        var count = 0
+        var jsonEntries: [Substring] = []
+        var page = request
+        repeat {
+            let lines = try session.send(page)
+            let last = lines.last ?? ""
+            page.options[.after] = nil
+            if json {
+                guard let listing = JSONListingPage(last) else { print(last); return }
+                if !listing.entries.isEmpty { jsonEntries.append(listing.entries) }
+                count += listing.count
+                page.options[.after] = listing.next
+                continue
+            }
+            try check(last)
+            for l in lines.dropLast() { print(describeEntry(ResponseLine(l))) }
+            let final = ResponseLine(last)
+            count += Int(final["count"] ?? "") ?? 0
+            page.options[.after] = final["next"]
+        } while page.options[.after] != nil
+        if json {
+            print("{\"ok\":true,\"entries\":[" + jsonEntries.joined(separator: ",") + "],\"count\":\(count)}")
+        } else {
+            print("-- \(count) entries")
+        }
     }
 
     func describeEntry(_ r: ResponseLine) -> String {
@@ -318,6 +339,25 @@ struct ShowCache: ParsableCommand {
             print(describeEntry(ResponseLine(line.trimmingCharacters(in: .newlines))))
         }
         print("-- \(entries.count) entries")
+    }
+}
+
+/// One page of `show-cache format=json`, `{"ok":true,"entries":[...],"count":N,"next":NAME}`: its
+/// entries kept as the daemon wrote them, so the pages join into the one object a single page is.
+struct JSONListingPage {
+    var entries: Substring
+    var count: Int
+    var next: String?
+
+    init?(_ line: String) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              object["ok"] as? Bool == true, let count = object["count"] as? Int,
+              let open = line.range(of: "\"entries\":["), let close = line.range(of: "],\"count\":", options: .backwards),
+              open.upperBound <= close.lowerBound else { return nil }
+        // Strings in JSON escape every quote, so `],"count":` can only be the end of the array.
+        entries = line[open.upperBound..<close.lowerBound]
+        self.count = count
+        next = object["next"] as? String
     }
 }
 

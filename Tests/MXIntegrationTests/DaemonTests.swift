@@ -432,12 +432,6 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try daemon.ask("ping")["pong"], "1")
     }
 
-    func residentKiB(_ pid: Int32) -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-    }
-
     // MARK: Crash safety
 
     func testSIGKILLDuringWriteStormKeepsEveryAcknowledgedEntry() throws {

@@ -26,7 +26,7 @@ final class RequestParseTests: XCTestCase {
             let args = Array(repeating: "a.example", count: verb.arguments.lowerBound == 0 && verb == .hello ? 1 : verb.arguments.lowerBound)
             let argText = verb == .hello ? ["1"] : args
             var request = Request(verb, argText, id: "v1")
-            for option in verb.options { request.options[option] = option.values.last! }
+            for option in verb.options { request.options[option] = option.values.last ?? (option == .limit ? "5" : "m.example") }
             XCTAssertEqual(parse(try! request.line()), .success(request), verb.rawValue)
             let foreign = RequestOption.allCases.first { !verb.options.contains($0) }!
             guard case .failure(let e) = parse(try! request.line() + " \(foreign.rawValue)=\(foreign.values[0])") else {
@@ -48,6 +48,19 @@ final class RequestParseTests: XCTestCase {
         XCTAssertEqual(Set(Verb.allCases.filter(\.changesState)), [.flushCaches, .revalidate, .resetStatistics, .reresolve])
         XCTAssertEqual(Verb.resolve.synopsis, "resolve NAME [cache=yes|no] [trace=yes|no] [format=text|json]")
         XCTAssertEqual(Verb.flushCaches.synopsis, "flush-caches [NAME...] [failures=yes|no]")
+        XCTAssertEqual(Verb.showCache.synopsis, "show-cache [NAME] [failures=yes|no] [format=text|json] [after=NAME] [limit=N]")
+    }
+
+    func testShowCacheLimitIsAPositiveCount() {
+        for good in ["1", "1000", "999999999"] {
+            XCTAssertEqual(parse("show-cache limit=\(good)"), .success(Request(.showCache, options: [.limit: good])), good)
+        }
+        for bad in ["0", "-1", "", "x", "1e3", " 5", "1000000000", "+5"] {
+            guard case .failure(let e) = parse("show-cache limit=\(Wire.escape(bad))") else { return XCTFail("limit=\(bad) accepted") }
+            XCTAssertEqual(e.code, .badRequest, bad)
+        }
+        XCTAssertEqual(parse("show-cache after=a%20b"), .success(Request(.showCache, options: [.after: "a b"])))
+        XCTAssertEqual(parse("show-cache after="), .success(Request(.showCache, options: [.after: ""])))
     }
 
     /// A name that looks like an option stays a name on the wire.

@@ -81,8 +81,18 @@ public final class DaemonProcess: @unchecked Sendable {
 
     public func client() throws -> ControlClient { try ControlClient(path: socketPath, timeoutSeconds: 20) }
 
+    /// The daemon's resident memory (VmRSS) in KiB.
+    public var residentKiB: Int { MXTestSupport.residentKiB(process?.processIdentifier ?? 0) }
+
     /// One request, one parsed response line.
     public func ask(_ line: String) throws -> ResponseLine { ResponseLine(try client().request(line).last!) }
 
     deinit { if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+}
+
+/// A process's resident memory (VmRSS) in KiB; 0 when it is gone.
+public func residentKiB(_ pid: Int32) -> Int {
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
 }

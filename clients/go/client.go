@@ -466,8 +466,29 @@ func (c *Client) Version(ctx context.Context) (map[string]string, error) {
 	return r.Map(), nil
 }
 
-// ShowCache lists cached answers (of one name if serverName != ""), with failures if asked.
+// ShowCache lists cached answers (of one name if serverName != ""), with failures if asked. It
+// asks page after page while the daemon names a next one (a peer that is not an admin gets at
+// most 1000 entries per request, PROTOCOL.md §5.2).
 func (c *Client) ShowCache(ctx context.Context, serverName string, failures bool) ([]CacheEntry, error) {
+	var out []CacheEntry
+	after := ""
+	for {
+		page, next, err := c.ShowCachePage(ctx, serverName, failures, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if next == "" {
+			return out, nil
+		}
+		after = next
+	}
+}
+
+// ShowCachePage lists one page of cached answers: those after the name `after` (from the first
+// if ""), at most `limit` of them (0: as many as the daemon gives). `next` is the `after` of the
+// following page, "" at the end.
+func (c *Client) ShowCachePage(ctx context.Context, serverName string, failures bool, after string, limit int) (entries []CacheEntry, next string, err error) {
 	var args []string
 	if serverName != "" {
 		args = []string{serverName}
@@ -476,15 +497,22 @@ func (c *Client) ShowCache(ctx context.Context, serverName string, failures bool
 	if failures {
 		opts = append(opts, Option{"failures", "yes"})
 	}
+	if after != "" {
+		opts = append(opts, Option{"after", after})
+	}
+	if limit > 0 {
+		opts = append(opts, Option{"limit", strconv.Itoa(limit)})
+	}
 	r, err := c.doOK(ctx, "show-cache", args, opts...)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	out := make([]CacheEntry, 0, len(r.Entries))
+	entries = make([]CacheEntry, 0, len(r.Entries))
 	for _, e := range r.Entries {
-		out = append(out, cacheEntryFromReply(e))
+		entries = append(entries, cacheEntryFromReply(e))
 	}
-	return out, nil
+	next, _ = r.Get("next")
+	return entries, next, nil
 }
 
 // FlushCaches removes cached answers (all when names is empty); returns how many.

@@ -64,6 +64,10 @@ func TestFakeResolveAndVerbs(t *testing.T) {
 	if err != nil || len(entries) != 2 || entries[0].Resolution == nil || entries[1].Code != "no_address" {
 		t.Fatalf("show-cache: %+v %v", entries, err)
 	}
+	page, next, err := c.ShowCachePage(ctx, "", true, "", 1)
+	if err != nil || len(page) != 1 || page[0].ServerName != "a.example" || next != "a.example" {
+		t.Fatalf("show-cache page: %+v %q %v", page, next, err)
+	}
 	st, err := c.Statistics(ctx)
 	if err != nil || st["requests"] != 10 {
 		t.Fatalf("stats %v %v", st, err)

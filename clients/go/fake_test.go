@@ -154,9 +154,14 @@ func (f *fakeServer) answer(line string, send func(string)) {
 			send("ok" + idf + " name=" + n + " started=no retry_after=59")
 		}
 	case "show-cache":
-		send("entry" + idf + " name=a.example status=ok ttl=5 step=3.3 host=a.example tls_name=a.example sni=a.example target=a.example,8448,203.0.114.9")
-		send("entry" + idf + " name=b.example status=err ttl=7 code=no_address msg=none")
-		send("ok" + idf + " count=2")
+		// One entry per page, as to a peer that is not an admin, continued from after=.
+		if !strings.Contains(line, " after=a.example") {
+			send("entry" + idf + " name=a.example status=ok ttl=5 step=3.3 host=a.example tls_name=a.example sni=a.example target=a.example,8448,203.0.114.9")
+			send("ok" + idf + " count=1 next=a.example")
+		} else {
+			send("entry" + idf + " name=b.example status=err ttl=7 code=no_address msg=none")
+			send("ok" + idf + " count=1")
+		}
 	case "statistics":
 		send("ok" + idf + " requests=10 hits=4 misses=6 stale=0 coalesced=1 inflight=0 note=x")
 	case "reset-statistics":

@@ -11,12 +11,12 @@ from .client import Client
 from .errors import (AddressDenied, DaemonUnavailable, DNSFailure, Forbidden, InvalidServerName, MxResolvedError,
                      NoAddress, ProtocolError, RequestTimeout, ResolveError, ResolveTimeout, SRVFailure,
                      UnsupportedVersion)
-from .types import CacheEntry, Lifetimes, Reresolution, Resolution, Target
+from .types import CacheEntry, CachePage, Lifetimes, Reresolution, Resolution, Target
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AddressDenied", "AsyncClient", "CacheEntry", "Client", "DaemonUnavailable", "DEFAULT_SOCKET", "DNSFailure",
+    "AddressDenied", "AsyncClient", "CacheEntry", "CachePage", "Client", "DaemonUnavailable", "DEFAULT_SOCKET", "DNSFailure",
     "Forbidden", "InvalidServerName", "Lifetimes", "MAX_LINE", "PACKAGED_SOCKET", "MxResolvedError", "NoAddress", "ProtocolError", "Reply",
     "RequestTimeout", "Reresolution", "Resolution", "ResolveError", "ResolveTimeout", "SRVFailure", "Target", "UnsupportedVersion",
     "default_socket_path", "encode_request", "socket_path", "escape", "parse_line", "unescape",

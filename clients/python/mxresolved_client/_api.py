@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Un
 
 from ._codec import (Reply, cache_entry_from_reply, error_from_reply, resolution_from_reply,
                      statistics_from_reply)
-from .types import CacheEntry, Reresolution
+from .types import CachePage, Reresolution
 
 PACKAGED_SOCKET = "/run/mxresolved/socket"
 """Where the packaged daemon (dist/ systemd units) listens."""
@@ -79,11 +79,16 @@ def resolve(name: str, cache: bool = True, trace: bool = False) -> Call:
     return Call("resolve", [name], opts, resolution_from_reply)
 
 
-def show_cache(name: Optional[str] = None, failures: bool = False) -> Call:
+def show_cache(name: Optional[str] = None, failures: bool = False, after: Optional[str] = None,
+               limit: Optional[int] = None) -> Call:
     opts = {"failures": "yes"} if failures else {}
+    if after is not None:
+        opts["after"] = after
+    if limit is not None:
+        opts["limit"] = str(limit)
 
-    def conv(r: Reply) -> List[CacheEntry]:
-        return [cache_entry_from_reply(e) for e in r.entries]
+    def conv(r: Reply) -> CachePage:
+        return CachePage([cache_entry_from_reply(e) for e in r.entries], r.get("next"))
     return Call("show-cache", [name] if name is not None else [], opts, _checked("show-cache", conv))
 
 
@@ -156,9 +161,10 @@ class Verbs:
         """Ask for a fresh background resolution (rate-limited per name by the daemon): a Reresolution."""
         return self.call(reresolve(server_name), timeout)
 
-    def show_cache(self, server_name: Optional[str] = None, *, failures: bool = False,
-                   timeout: Optional[float] = None) -> Any:
-        return self.call(show_cache(server_name, failures), timeout)
+    def show_cache(self, server_name: Optional[str] = None, *, failures: bool = False, after: Optional[str] = None,
+                   limit: Optional[int] = None, timeout: Optional[float] = None) -> Any:
+        """A CachePage: entries after ``after``, at most ``limit``; ``.next`` continues."""
+        return self.call(show_cache(server_name, failures, after, limit), timeout)
 
     def flush_caches(self, *server_names: str, failures: bool = False, timeout: Optional[float] = None) -> Any:
         return self.call(flush_caches(server_names, failures), timeout)

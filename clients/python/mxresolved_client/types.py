@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,16 @@ class Reresolution:
     server_name: str
     started: bool
     retry_after: Optional[int]
+
+
+class CachePage(list):  # type: ignore[type-arg]
+    """The ``CacheEntry`` list of one ``show-cache`` answer. ``next`` is set when the daemon
+    stopped at the page's limit (at most 1000 entries for a peer that is not an admin): pass it
+    as ``after=`` for the following page; ``None`` at the end of the cache."""
+
+    def __init__(self, entries: Iterable["CacheEntry"] = (), next: Optional[str] = None) -> None:
+        super().__init__(entries)
+        self.next = next
 
 
 @dataclass(frozen=True)

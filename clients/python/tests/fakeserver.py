@@ -148,10 +148,14 @@ class FakeServer:
                      f"target=fed.{n},8443,2a01:4f8::10,203.0.114.7 target=fed2.{n},443,203.0.114.8 "
                      f"srv_ttl=300 address_ttl=600 future=yes{tr}")
         elif verb == "show-cache":
-            send(f"entry{idf} name=a.example status=ok ttl=5 step=3.3 host=a.example tls_name=a.example "
-                 f"sni=a.example target=a.example,8448,203.0.114.9")
-            send(f"entry{idf} name=b.example status=err ttl=7 code=no_address msg=none")
-            send(f"ok{idf} count=2")
+            entries = [("a.example", f"entry{idf} name=a.example status=ok ttl=5 step=3.3 host=a.example tls_name=a.example "
+                                     f"sni=a.example target=a.example,8448,203.0.114.9"),
+                       ("b.example", f"entry{idf} name=b.example status=err ttl=7 code=no_address msg=none")]
+            entries = [e for e in entries if e[0] > unescape(opts.get("after", ""))]
+            page = entries[:int(opts.get("limit", "1000"))]
+            for _, line in page:
+                send(line)
+            send(f"ok{idf} count={len(page)}" + (f" next={page[-1][0]}" if len(page) < len(entries) else ""))
         elif verb == "flush-caches":
             send(f"ok{idf} flushed={len(args)}")
         elif verb == "reresolve":

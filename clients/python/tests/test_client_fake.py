@@ -30,6 +30,11 @@ def test_resolve_and_verbs(fake):
         assert [e.server_name for e in entries] == ["a.example", "b.example"]
         assert entries[0].resolution is not None and entries[0].resolution.targets[0].addresses == ["203.0.114.9"]
         assert entries[1].status == "err" and entries[1].code == "no_address"
+        assert entries.next is None
+        first = c.show_cache(failures=True, limit=1)
+        assert [e.server_name for e in first] == ["a.example"] and first.next == "a.example"
+        rest = c.show_cache(failures=True, after=first.next, limit=1)
+        assert [e.server_name for e in rest] == ["b.example"] and rest.next is None
         assert c.flush_caches("a", "b") == 2
         assert c.revalidate("a") == 1
         assert c.reresolve("m.example") == Reresolution("m.example", started=True, retry_after=None)
