@@ -285,7 +285,7 @@ final class CurlHTTPS {
             headers.removeAll()
             return
         }
-        if line.first == " " || line.first == "\t" {
+        if line.utf8.first == UInt8(ascii: " ") || line.utf8.first == UInt8(ascii: "\t") {
             // RFC 9112 §5.2: the fold is one space inside the value, whose ends stay trimmed.
             let folded = line.trimmingSpaces
             if !headers.isEmpty, !folded.isEmpty {
@@ -294,9 +294,10 @@ final class CurlHTTPS {
             }
             return
         }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = String(line[..<colon]).trimmingSpaces
-        let value = String(line[line.index(after: colon)...]).trimmingSpaces
+        // The colon is found among the bytes: as a Character it can fuse with a combining mark after it.
+        guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(decoding: line.utf8[..<colon], as: UTF8.self).trimmingSpaces
+        let value = String(decoding: line.utf8[line.utf8.index(after: colon)...], as: UTF8.self).trimmingSpaces
         guard !name.isEmpty else { return }
         headers.append(HTTPHeader(name, value))
     }
