@@ -58,7 +58,7 @@ public struct OutboundProxy: Sendable, Hashable {
         let value = raw.trimmingSpaces
         var rest = Substring(value)
         var scheme = "http"
-        if let end = value.range(of: "://") {
+        if let end = value.firstRange(of: "://") {
             scheme = value[..<end.lowerBound].lowercased()
             rest = value[end.upperBound...]
         }

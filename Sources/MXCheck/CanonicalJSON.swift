@@ -1,3 +1,5 @@
+import MXCore
+
 /// The Matrix spec's canonical JSON ("Signing JSON"): no insignificant whitespace, keys sorted by
 /// Unicode code point, UTF-8 without needless escapes, integers only in [-(2^53)+1, 2^53-1].
 /// Signatures cover these bytes, so this is what a signature is checked against.

@@ -1,3 +1,5 @@
+import MXCore
+
 /// How one check came out. `error` means federation with the name would not work (or works only
 /// by a rule the spec forbids or deprecates); `warning` works today but deserves a look; `info` is
 /// shown for understanding and never fails.
@@ -71,7 +73,7 @@ public struct CheckReport: Sendable {
         var lines: [String] = []
         for f in findings {
             let tag = "[\(f.verdict == .ok ? "ok" : f.verdict.rawValue.uppercased())]"
-            lines.append("\(tag.padding(toLength: 10, withPad: " ", startingAt: 0))\(f.check) \(f.subject): \(f.detail)")
+            lines.append("\((tag + String(repeating: " ", count: 10)).prefix(10))\(f.check) \(f.subject): \(f.detail)")
             if let hint = f.hint { lines.append("          hint: \(hint)") }
         }
         let errors = count(.error), warnings = count(.warning)

@@ -1,3 +1,5 @@
+import MXCore
+
 /// The checks of `GET /_matrix/key/v2/server` (Server-Server API, "Publishing Keys"), as the
 /// federation tester makes them (gomatrixserverlib's KeyChecks): the response names the server
 /// asked for, holds an ed25519 key, is valid for a while yet, and is signed by each listed key.

@@ -134,7 +134,7 @@ enum WellKnownProbe {
     /// `https://matrix.example.com:443/` -> `matrix.example.com:443`.
     static func bareServerName(_ raw: String) -> String {
         var s = Substring(raw)
-        if let r = s.range(of: "://") { s = s[r.upperBound...] }
+        if let r = s.firstRange(of: "://") { s = s[r.upperBound...] }
         if let slash = s.firstIndex(of: "/") { s = s[..<slash] }
         return String(s)
     }

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Reads `m.server` from a well-known response body: "servers parsing the response should assume
 /// that the body is JSON regardless of type". Any problem is a reason for the well-known to have
 /// failed (step 4), never for resolution to fail.
@@ -42,15 +40,15 @@ public enum WellKnownBody {
     public static func delegation(from body: [UInt8]) -> Result<ServerName, Problem> {
         guard String(validating: body, as: UTF8.self) != nil else { return .failure(.notUTF8) }
         guard nestingDepth(body) <= maxDepth else { return .failure(.tooDeep) }
-        let object: Any
+        let value: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
+            value = try JSONValue.parse(body, duplicateKeys: .lastWins)
         } catch {
             return .failure(.invalidJSON)
         }
-        guard let dict = object as? [String: Any] else { return .failure(.notAnObject) }
-        guard let value = dict["m.server"] else { return .failure(.missingMServer) }
-        guard let text = value as? String else { return .failure(.mServerNotAString) }
+        guard let object = value.object else { return .failure(.notAnObject) }
+        guard let mServer = object["m.server"] else { return .failure(.missingMServer) }
+        guard let text = mServer.string else { return .failure(.mServerNotAString) }
         do {
             return .success(try ServerName(parsing: text))
         } catch {

@@ -27,7 +27,7 @@ public final class Statistics: Sendable {
 
     public init() {}
 
-    func count(step: ResolutionStep) { byStep.withLock { $0["step_\(step.rawValue.replacingOccurrences(of: ".", with: "_"))", default: 0] += 1 } }
+    func count(step: ResolutionStep) { byStep.withLock { $0["step_\(step.rawValue.replacing(".", with: "_"))", default: 0] += 1 } }
     func count(failure: FailureCode) { byFailure.withLock { $0["failure_\(failure.rawValue)", default: 0] += 1 } }
     func count(warning: ResolutionWarning) { byWarning.withLock { $0["warning_\(warning.rawValue)", default: 0] += 1 } }
 

@@ -1,4 +1,3 @@
-import Foundation
 import Logging
 import MXResolve
 import MXAdapters
@@ -71,7 +70,7 @@ enum MXResolvedCommand {
     }
 
     static func readFile(_ path: String) -> String? {
-        try? String(contentsOfFile: path, encoding: .utf8)
+        readTextFile(path)
     }
 
     static func writeStderr(_ s: String) {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MXCheck
+import MXCore
 
 /// Canonical JSON and ed25519, against the spec's and RFC 8032's own examples.
 final class CanonicalJSONTests: XCTestCase {

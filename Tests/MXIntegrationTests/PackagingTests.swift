@@ -33,4 +33,16 @@ final class PackagingTests: XCTestCase {
             for key in keys { XCTAssertTrue(DaemonConfig.keys.contains(key), "README names '\(key)', which is not a setting") }
         }
     }
+
+    /// The daemon reads JSON and files without Foundation, whose libraries (and ICU's) would cost
+    /// megabytes of resident memory in every daemon process.
+    func testDaemonLinksNeitherFoundationNorICU() throws {
+        let (status, out, err) = try runCommand("/usr/bin/readelf", ["-d", DaemonProcess.daemonBinary])
+        XCTAssertEqual(status, 0, err)
+        let needed = out.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+        XCTAssertFalse(needed.isEmpty, out)
+        for library in needed {
+            XCTAssertFalse(library.contains("Foundation") || library.contains("icu"), String(library))
+        }
+    }
 }

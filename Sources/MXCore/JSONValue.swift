@@ -1,5 +1,6 @@
-/// A JSON value as the Matrix spec's canonical JSON sees it: objects without duplicate keys,
-/// integers kept exact (signatures cover their text), other numbers kept apart (not canonical).
+/// A JSON value (well-known bodies; the signed documents `mxresolvectl check` reads as canonical JSON
+/// sees them): integers kept exact (signatures cover their text), other numbers kept apart (not
+/// canonical). No Foundation: the daemon links none.
 public indirect enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -31,9 +32,17 @@ extension JSONValue {
     /// Bounded: nesting deeper than `maxDepth` is refused before the stack can grow with it.
     public static let maxDepth = 64
 
-    /// Parses UTF-8 JSON (RFC 8259); duplicate object keys are refused (canonical JSON has none).
-    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
-        var p = JSONParser(bytes: bytes)
+    /// What a parse does with a key an object already has.
+    public enum DuplicateKeys: Sendable {
+        /// An error: canonical JSON (signed documents) has no duplicate keys.
+        case refuse
+        /// The later value replaces the earlier, as Python's `json` (Synapse) reads them.
+        case lastWins
+    }
+
+    /// Parses UTF-8 JSON (RFC 8259); duplicate object keys are refused unless `duplicateKeys` says otherwise.
+    public static func parse(_ bytes: [UInt8], duplicateKeys: DuplicateKeys = .refuse) throws(JSONParseError) -> JSONValue {
+        var p = JSONParser(bytes: bytes, duplicateKeys: duplicateKeys)
         p.skipSpace()
         let v = try p.value(depth: 0)
         p.skipSpace()
@@ -46,6 +55,7 @@ extension JSONValue {
 
 private struct JSONParser {
     let bytes: [UInt8]
+    let duplicateKeys: JSONValue.DuplicateKeys
     var i = 0
 
     func error(_ reason: String) -> JSONParseError { JSONParseError(offset: i, reason: reason) }
@@ -89,7 +99,9 @@ private struct JSONParser {
             i += 1
             skipSpace()
             let v = try value(depth: depth + 1)
-            guard out.updateValue(v, forKey: key) == nil else { throw error("duplicate key \(key.debugDescription.prefix(60))") }
+            guard out.updateValue(v, forKey: key) == nil || duplicateKeys == .lastWins else {
+                throw error("duplicate key \(key.debugDescription.prefix(60))")
+            }
             skipSpace()
             guard i < bytes.count else { throw error("unexpected end in an object") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -175,23 +187,35 @@ private struct JSONParser {
         return s
     }
 
+    /// RFC 8259 §6: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
     mutating func number() throws(JSONParseError) -> JSONValue {
         let start = i
         var fraction = false
         if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
-        guard i < bytes.count, (0x30...0x39).contains(bytes[i]) else { throw error("unexpected character") }
-        if bytes[i] == 0x30, i + 1 < bytes.count, (0x30...0x39).contains(bytes[i + 1]) { throw error("leading zero") }
-        while i < bytes.count {
-            let c = bytes[i]
-            if (0x30...0x39).contains(c) { i += 1; continue }
-            if [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"), UInt8(ascii: "+"), UInt8(ascii: "-")].contains(c) {
-                fraction = true; i += 1; continue
-            }
-            break
+        guard digitHere else { throw error("unexpected character") }
+        if bytes[i] == UInt8(ascii: "0") { i += 1 } else { skipDigits() }
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            fraction = true
+            i += 1
+            guard digitHere else { throw error("a digit must follow '.'") }
+            skipDigits()
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            fraction = true
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard digitHere else { throw error("a digit must follow the exponent") }
+            skipDigits()
         }
         let text = String(decoding: bytes[start..<i], as: UTF8.self)
         if !fraction, let v = Int64(text) { return .integer(v) }
         guard let d = Double(text) else { throw error("bad number \(text.prefix(40))") }
         return .fraction(d)
+    }
+
+    private var digitHere: Bool { i < bytes.count && (0x30...0x39).contains(bytes[i]) }
+
+    private mutating func skipDigits() {
+        while digitHere { i += 1 }
     }
 }
