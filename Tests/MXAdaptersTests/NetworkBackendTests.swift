@@ -75,8 +75,8 @@ final class NetworkBackendTests: XCTestCase {
     }
 
     static func get(_ b: NetworkBackend, _ host: String, connectTo: [IPAddress], maxBody: Int = 50 * 1024,
-             totalMs: Int = 5000) async -> Result<HTTPSResponse, HTTPSError> {
-        let req = HTTPSRequest(url: "https://\(host)/.well-known/matrix/server", host: host, port: 443,
+             totalMs: Int = 5000, path: String = "/.well-known/matrix/server") async -> Result<HTTPSResponse, HTTPSError> {
+        let req = HTTPSRequest(url: "https://\(host)\(path)", host: host, port: 443,
                                connectTo: connectTo, maxBodyBytes: maxBody, connectTimeoutMs: 2000, totalTimeoutMs: totalMs)
         return await withCheckedContinuation { c in b.httpsGet(req) { c.resume(returning: $0) } }
     }
@@ -238,6 +238,25 @@ final class NetworkBackendTests: XCTestCase {
         XCTAssertEqual(resp.values(of: "cache-control"), ["public, max-age=3600"])
         XCTAssertFalse(resp.values(of: "content-type").isEmpty)
         XCTAssertEqual(b.counterSnapshot.httpsOK, 1)
+    }
+
+    /// A fetch is one GET on a connection that is never reused: HTTP/1.1, and the TLS 1.3 suite
+    /// browsers prefer (AES-128-GCM), as the server's access log records them.
+    func testWellKnownFetchSpeaksHTTP11WithAES128GCM() async throws {
+        let w = try requireWorld()
+        let b = try backend()
+        _ = try await Self.get(b, "wk.nb.test", connectTo: [w.httpsAddress], path: "/.well-known/matrix/server?protocol-probe").get()
+        var record: [String: Any]?
+        for _ in 0..<100 where record == nil {
+            let log = (try? String(contentsOfFile: "\(w.dir)/nginx/access.log", encoding: .utf8)) ?? ""
+            record = log.split(separator: "\n").lazy
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .first { ($0["uri"] as? String)?.hasSuffix("?protocol-probe") == true }
+            if record == nil { usleep(20_000) }
+        }
+        let r = try XCTUnwrap(record, "no access-log record of the fetch")
+        XCTAssertEqual(r["proto"] as? String, "HTTP/1.1")
+        XCTAssertEqual(r["cipher"] as? String, "TLS_AES_128_GCM_SHA256")
     }
 
     func testWithoutTheCAItFailsWithTLS() async throws {

@@ -331,7 +331,7 @@ def nginx_conf(d, ad, wellknown, shared_blocks=False):
         "  types {}", "  default_type application/octet-stream;",
         "  log_format tw escape=json '{\"t\":\"$msec\",\"scheme\":\"$scheme\",\"sni\":\"$ssl_server_name\","
         "\"host\":\"$host\",\"uri\":\"$request_uri\",\"status\":$status,\"bytes\":$body_bytes_sent,"
-        "\"proto\":\"$server_protocol\",\"client\":\"$remote_addr\"}';",
+        "\"proto\":\"$server_protocol\",\"cipher\":\"$ssl_cipher\",\"client\":\"$remote_addr\"}';",
         f"  access_log {d}/nginx/access.log tw;",
         f"  client_body_temp_path {d}/nginx/tmp/body;", f"  proxy_temp_path {d}/nginx/tmp/proxy;",
         f"  fastcgi_temp_path {d}/nginx/tmp/fcgi;", f"  uwsgi_temp_path {d}/nginx/tmp/uwsgi;",
