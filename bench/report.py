@@ -17,8 +17,9 @@ LIMITS = {
     "cold_rate": "the same per-connection TLS CPU, on 2 vCPUs shared with the test world's nginx and dnsmasq and with "
                  "whatever else runs (the load average above): a daemon that used well under the 2 vCPUs was waiting for "
                  "them, not for the network",
-    "rss": "file-backed pages of the shared libraries (Swift runtime, Foundation, OpenSSL, libcurl and its TLS and "
-           "compression libraries) and the LMDB pages read",
+    "rss": "file-backed pages of the shared libraries (Swift runtime, libdispatch, OpenSSL, libcurl and its TLS and "
+           "compression libraries) and the LMDB pages read, and at the peak the 128 TLS connections in flight (an "
+           "SSL_CTX, an SSL and libcurl's buffers each)",
     "hits_32": "kernel wake-ups and the daemon's per-request work on 2 shared vCPUs (see the hit profiles)",
     "hits_64": "the daemon's per-request CPU (see the hit profiles)",
     "hits_p50": "the daemon's own work per hit on top of the same-vCPU ping-pong",
@@ -218,6 +219,10 @@ def write(raw, out, root):
             L.append(f"| `{part['function']}` | {part['what']} | {part['instructions_per_name'] / 1e6:.2f} | "
                      f"{100 * part['instructions_per_name'] / tot:.0f} % |")
         L += [""]
+    notes = os.path.join(root, "bench", "profile-notes.md")
+    if os.path.exists(notes):  # measured by hand, change by change: kept apart from this run's figures
+        with open(notes) as f:
+            L += [f.read().rstrip("\n"), ""]
     if sh_:
         L += ["## 3. Shared cache: W worker processes, the same cold names at once", "",
               f"W processes (`bench/loadgen`, one connection each, all {sh_['names']} names pipelined) start together against one fresh daemon; "
