@@ -51,12 +51,17 @@ enum Diagnosis {
                             + "to the certificate, or point the delegation at a name the certificate holds."
                     }
                 case TLSProbeResult.expired, TLSProbeResult.notYetValid:
+                    let notAfter = outcome.tls.certificate?.notAfterText ?? "?"
                     out[i].mistake = "cert_expired"
-                    out[i].hint = "Renew the certificate (and reload the server that serves it); check that the renewal job runs."
+                    out[i].hint = (outcome.tls.verifyCode == TLSProbeResult.expired ? "The certificate expired on \(notAfter)"
+                                   : "The certificate is not valid yet (is this host's or the server's clock wrong?)")
+                        + ": renew it (and reload the server that serves it); check that the renewal job runs."
                 case TLSProbeResult.selfSigned, TLSProbeResult.selfSignedInChain, TLSProbeResult.noIssuer, TLSProbeResult.noIssuerLocally, 2:
+                    let issuer = outcome.tls.certificate?.issuer ?? "?"
                     out[i].mistake = "cert_untrusted"
-                    out[i].hint = "Other servers do not trust this chain: use a certificate from a public CA and serve the full chain "
-                        + "(fullchain.pem, not cert.pem)."
+                    out[i].hint = "The certificate's issuer \(issuer) is untrusted (\(outcome.tls.verifyError ?? "no trusted CA")): "
+                        + "other servers accept only a chain to a public CA. Use a certificate from a public CA and serve the full "
+                        + "chain (fullchain.pem, not cert.pem)."
                 default:
                     break
                 }

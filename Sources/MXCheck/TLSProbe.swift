@@ -28,6 +28,8 @@ public struct TLSProbeResult: Sendable, Equatable {
     public var connectError: String?
     /// The TLS handshake failed (after a TCP connection).
     public var handshakeError: String?
+    /// The handshake failed because the server sent nothing within the time left.
+    public var handshakeTimedOut = false
     public var tlsVersion: String?
     /// OpenSSL's X509_V_* result of verifying the chain and the name (0: valid).
     public var verifyCode: Int = -1
@@ -104,9 +106,17 @@ public enum TLSProbe {
             X509_VERIFY_PARAM_set_hostflags(param, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
             X509_VERIFY_PARAM_set1_host(param, tlsName, tlsName.utf8.count)
         }
-        if SSL_connect(ssl) != 1 {
+        let rc = SSL_connect(ssl)
+        if rc != 1 {
+            let code = errno
+            // SO_RCVTIMEO ran out: the read fails with EAGAIN, which OpenSSL reports as "want read".
+            if SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ && (code == EAGAIN || code == EWOULDBLOCK) {
+                result.handshakeTimedOut = true
+                result.handshakeError = "timed out: no TLS answer within \(remaining) ms"
+                return result
+            }
             let e = openSSLError()
-            result.handshakeError = e.isEmpty ? "the server closed the connection or timed out during the handshake (\(String(cString: strerror(errno))))" : e
+            result.handshakeError = e.isEmpty ? "the server closed the connection during the handshake (\(String(cString: strerror(code))))" : e
             return result
         }
         result.tlsVersion = String(cString: SSL_get_version(ssl))

@@ -24,8 +24,13 @@ enum TargetProbe {
         }
         out.findings.append(Finding("connect", subject, .ok, "TCP connected in \(tls.connectMs ?? 0) ms"))
         guard tls.handshakeDone else {
-            out.findings.append(Finding("tls", subject, .error, "TLS handshake \(sni.map { "with SNI \($0) " } ?? "without SNI ")failed: "
-                                        + (tls.handshakeError ?? "?")))
+            var f = Finding("tls", subject, .error, "TLS handshake \(sni.map { "with SNI \($0) " } ?? "without SNI ")failed: "
+                            + (tls.handshakeError ?? "?"))
+            if tls.handshakeTimedOut {
+                f.hint = "Something accepts TCP on \(address) port \(port) but never answers the TLS handshake: a homeserver or reverse "
+                    + "proxy that hangs (restart it, look at its load and logs), or a port forward to a service that does not speak TLS."
+            }
+            out.findings.append(f)
             return out
         }
         let cert = tls.certificate
@@ -39,8 +44,11 @@ enum TargetProbe {
         out.findings.append(Finding("certificate", subject, .ok, "\(tls.tlsVersion ?? "TLS") \(sni.map { "SNI \($0)" } ?? "no SNI"), "
                                     + "valid for \(tlsName): \(shown)", data: cert?.json))
 
-        let left = { max(1, timeoutMs - (TLSProbe.monotonicMs() - started)) }
-        switch https.get(tlsName: tlsName, port: port, path: "/_matrix/federation/v1/version", address: address, timeoutMs: left()) {
+        let left = { timeoutMs - (TLSProbe.monotonicMs() - started) }
+        let budget = left()
+        switch https.get(tlsName: tlsName, port: port, path: "/_matrix/federation/v1/version", address: address, timeoutMs: max(1, budget)) {
+        case .failure(.timeout):
+            out.findings.append(Finding("version", subject, .error, "GET /_matrix/federation/v1/version timed out: no answer within \(budget) ms"))
         case .failure(let error):
             out.findings.append(Finding("version", subject, .error, "GET /_matrix/federation/v1/version failed: \(error)"))
         case .success(let r):
@@ -53,7 +61,13 @@ enum TargetProbe {
                                             + "without {\"server\": {...}}: \(String(decoding: r.body.prefix(200), as: UTF8.self))"))
             }
         }
+        guard left() > 0 else {
+            out.findings.append(Finding("keys", subject, .error, "GET /_matrix/key/v2/server not sent: the check's time bound ran out"))
+            return out
+        }
         switch https.get(tlsName: tlsName, port: port, path: "/_matrix/key/v2/server", address: address, timeoutMs: left()) {
+        case .failure(.timeout):
+            out.findings.append(Finding("keys", subject, .error, "GET /_matrix/key/v2/server timed out: no answer within the time bound"))
         case .failure(let error):
             out.findings.append(Finding("keys", subject, .error, "GET /_matrix/key/v2/server failed: \(error)"))
         case .success(let r) where r.status != 200:

@@ -114,6 +114,56 @@ final class CheckWorldTests: XCTestCase {
         XCTAssertEqual(r.checks("keys", "ok").count, 1, "IPv4 works")
     }
 
+    func testExpiredCertificate() throws {
+        let r = try assertMistakes("certexpired.test", ["cert_expired"], hint: "The certificate expired on ")
+        let cert = r.checks("certificate", "error")
+        XCTAssertEqual(cert.count, 1, "\(r.checks)")
+        XCTAssertTrue((cert.first?["detail"] as? String ?? "").contains("certificate has expired"), "\(cert)")
+        XCTAssertEqual(r.checks("version", "ok").count + r.checks("keys", "ok").count, 0, "nothing is requested over a refused certificate")
+    }
+
+    func testUntrustedCertificate() throws {
+        let r = try assertMistakes("certuntrusted.test", ["cert_untrusted"], hint: "The certificate's issuer /CN=selfsigned is untrusted (self-signed certificate)")
+        XCTAssertTrue(r.hint(for: "cert_untrusted").contains("public CA"), "\(r.checks)")
+        let cert = r.checks("certificate", "error")
+        XCTAssertTrue((cert.first?["detail"] as? String ?? "").contains("self-signed certificate"), "\(cert)")
+    }
+
+    /// `check NAME --timeout 2` for a target that stalls: it waits for the target, ends at its
+    /// bound (plus the CLI's start-up on a loaded machine) and fails.
+    func checkStalled(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> Report {
+        let started = Date()
+        let r = try check(name, ["--timeout", "2"])
+        let took = Date().timeIntervalSince(started)
+        XCTAssertGreaterThan(took, 1.5, "the stalled step was waited for", file: file, line: line)
+        XCTAssertLessThan(took, 4.0, "bounded by --timeout 2", file: file, line: line)
+        XCTAssertEqual(r.status, 1, file: file, line: line)
+        return r
+    }
+
+    /// The target accepts TCP and never answers the TLS handshake: the handshake is named as
+    /// timed out.
+    func testStalledTLSHandshakeEndsAtTheTimeBound() throws {
+        let r = try checkStalled("stalltls.test")
+        XCTAssertEqual(r.checks("connect", "ok").count, 1, "\(r.checks)")
+        let tls = r.checks("tls", "error")
+        XCTAssertEqual(tls.count, 1, "\(r.checks)")
+        XCTAssertTrue((tls.first?["detail"] as? String ?? "").contains("with SNI hs-silent.test failed: timed out: no TLS answer within"), "\(tls)")
+        XCTAssertTrue((tls.first?["hint"] as? String ?? "").contains("never answers the TLS handshake"), "\(tls)")
+        XCTAssertEqual(r.checks("certificate", "ok").count + r.checks("certificate", "error").count, 0)
+    }
+
+    /// TLS completes, the version request never gets an answer: that request is named as timed
+    /// out, the keys request is not sent past the bound.
+    func testStalledResponseEndsAtTheTimeBound() throws {
+        let r = try checkStalled("stallhttp.test")
+        XCTAssertEqual(r.checks("certificate", "ok").count, 1, "\(r.checks)")
+        let version = r.checks("version", "error")
+        XCTAssertTrue((version.first?["detail"] as? String ?? "").contains("GET /_matrix/federation/v1/version timed out: no answer within"), "\(version)")
+        let keys = r.checks("keys", "error")
+        XCTAssertTrue((keys.first?["detail"] as? String ?? "").contains("not sent: the check's time bound ran out"), "\(keys)")
+    }
+
     func testBadKeySignature() throws {
         let r = try check("badkeys.test")
         XCTAssertEqual(r.status, 1)

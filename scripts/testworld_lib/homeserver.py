@@ -10,8 +10,11 @@ command, canonical JSON as the spec defines it) and, per SNI, well-knowns and cl
 
 Scenario: {"homeserver": {"ports": [8450], "names": ["hs-delegated.test"],
                           "servers": {SNI: {"server_name": NAME, "keys": "valid"|"expired"|"bad-signature"|"none",
+                                            "cert": "valid"|"expired"|"self-signed", "stall": true,
                                             "wellknown": {"server": {...}, "client": {...}}}}}};
-a name's "a": ["homeserver"] points at it. Without an entry, a request's server_name is its SNI."""
+a name's "a": ["homeserver"] points at it. Without an entry, a request's server_name is its SNI.
+"cert" picks the certificate presented for that SNI (each holds all the homeserver's names);
+"stall" completes the TLS handshake, reads the request and never answers."""
 import asyncio
 import base64
 import json
@@ -43,14 +46,17 @@ def plan(scn):
         raise ScenarioError("homeserver: names (what its certificate is valid for) must not be empty")
     servers = hs.get("servers") or {}
     for sni, spec in servers.items():
-        if not isinstance(spec, dict) or set(spec) - {"server_name", "keys", "wellknown", "comment"}:
-            raise ScenarioError(f"homeserver.servers[{sni!r}]: keys are server_name, keys, wellknown")
+        if not isinstance(spec, dict) or set(spec) - {"server_name", "keys", "cert", "stall", "wellknown", "comment"}:
+            raise ScenarioError(f"homeserver.servers[{sni!r}]: keys are server_name, keys, cert, stall, wellknown")
         if spec.get("keys", "valid") not in KEY_MODES:
             raise ScenarioError(f"homeserver.servers[{sni!r}].keys must be one of {KEY_MODES}")
+        if spec.get("cert", "valid") not in CERTS:
+            raise ScenarioError(f"homeserver.servers[{sni!r}].cert must be one of {CERTS}")
     return {"ports": ports, "names": names, "servers": {k.lower(): v for k, v in servers.items()}}
 
 
 KEY_MODES = ("valid", "expired", "bad-signature", "none")
+CERTS = ("valid", "expired", "self-signed")
 KEY_ID = "ed25519:testworld"
 
 
@@ -120,6 +126,16 @@ class FakeHomeserver:
         self.keys = {}
         self.sni = {}
         self.ctx = http1_server_context(certdir, self.sni)
+        other = {c: http1_server_context(certdir, self.sni, c) for c in CERTS if c != "valid"}
+        record = self.ctx.sni_callback
+
+        def pick_certificate(obj, name, ctx):
+            record(obj, name, ctx)
+            cert = self.by_sni.get((name or "").lower(), {}).get("cert", "valid")
+            if cert != "valid":
+                obj.context = other[cert]
+
+        self.ctx.sni_callback = pick_certificate
         self.connections = 0
 
     async def handle(self, reader, writer):
@@ -143,6 +159,12 @@ class FakeHomeserver:
                 await reader.readexactly(length)
             name = (sni or hdrs.get("host", "").rsplit(":", 1)[0]).lower()
             server = self.by_sni.get(name, {})
+            if server.get("stall"):
+                self.log.write(json.dumps({"t": round(time.time(), 4), "sni": sni or "", "host": hdrs.get("host", ""),
+                                           "port": port, "method": method, "uri": target, "status": "stalled",
+                                           "connection": conn}) + "\n")
+                await reader.read()  # until the client gives up and closes
+                return
             status, body = _answer(method, target, server, self.server_keys(name, server))
             self.log.write(json.dumps({
                 "t": round(time.time(), 4), "sni": sni or "", "host": hdrs.get("host", ""), "port": port,

@@ -135,11 +135,11 @@ class FaultDNS:
         await asyncio.start_server(tcp, host, port, reuse_address=True)
 
 
-def http1_server_context(certdir, sni_seen):
-    """TLS server context with the world's valid certificate, HTTP/1.1 only; records each
-    connection's SNI in sni_seen[id(ssl_object)]."""
+def http1_server_context(certdir, sni_seen, cert="valid"):
+    """TLS server context with one of the world's certificates (the valid one unless `cert` names
+    another), HTTP/1.1 only; records each connection's SNI in sni_seen[id(ssl_object)]."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(f"{certdir}/valid.pem", f"{certdir}/valid.key")
+    ctx.load_cert_chain(f"{certdir}/{cert}.pem", f"{certdir}/{cert}.key")
     ctx.set_alpn_protocols(["http/1.1"])
     ctx.sni_callback = lambda obj, name, _ctx: sni_seen.__setitem__(id(obj), name) and None
     return ctx
@@ -215,6 +215,24 @@ class Blackhole:
             except BlockingIOError:
                 pass
             self.fillers.append(c)
+
+
+class Silent:
+    """Accepts TCP and never sends a byte: a client's TLS handshake stalls (a hung homeserver, a
+    port forward to nothing that speaks TLS). Holds each connection until the client closes it."""
+
+    async def handle(self, reader, writer):
+        try:
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def start(self, host, ports=(443, 8448)):
+        for p in ports:
+            await asyncio.start_server(self.handle, host, p, reuse_address=True)
 
 
 class ErrorDNS(FaultDNS):

@@ -14,7 +14,7 @@ import time
 from dnslib import RCODE, DNSRecord
 
 from .homeserver import LOG as HOMESERVER_LOG, FakeHomeserver
-from .servers import Blackhole, ConnectProxy, ErrorDNS, FaultDNS, FaultHTTPS
+from .servers import Blackhole, ConnectProxy, ErrorDNS, FaultDNS, FaultHTTPS, Silent
 
 
 def _log(msg):
@@ -116,8 +116,9 @@ def run(d):
         await ErrorDNS(RCODE.SERVFAIL, os.path.join(d, "servfaildns.log")).start(ad["servfaildns"], port)
         await ErrorDNS(RCODE.REFUSED, os.path.join(d, "refuseddns.log")).start(ad["refuseddns"], port)
         await ConnectProxy(os.path.join(d, "proxy.log")).start(ad["proxy"], 3128)
+        await Silent().start(ad["silent"])
         _log(f"fault dns on {ad['faultdns']}:{port}, fault https on {ad['faulthttps']}:443, "
-             f"blackholes on {ad['blackhole']}:443 and {ad['blackhole2']}:443")
+             f"blackholes on {ad['blackhole']}:443 and {ad['blackhole2']}:443, silent on {ad['silent']}:443,8448")
         if plan.get("homeserver"):
             await FakeHomeserver(os.path.join(d, "certs"), os.path.join(d, HOMESERVER_LOG),
                                  plan["homeserver"].get("servers")).start(

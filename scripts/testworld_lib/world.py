@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 WK_PATH = "/.well-known/matrix/server"
 DNS_FAULTS = ("servfail", "refused", "stall", "trunc", "wrongid", "nxdomain", "notimp")
@@ -29,6 +30,7 @@ def addrs_for(block):
         "homeserver": f"{block}.12",  # fake remote homeserver (homeserver.py)
         "blackhole": f"{block}.14",   # :443 listens with a full accept queue: SYNs are dropped
         "blackhole2": f"{block}.15",  # the same, a second address
+        "silent": f"{block}.16",      # :443 and :8448 accept TCP and never send a byte (a stalled TLS handshake)
         "servfaildns": f"{block}.55", # DNS answering SERVFAIL to everything
         "refuseddns": f"{block}.56",  # DNS answering REFUSED to everything
         "proxy": f"{block}.57",       # HTTP CONNECT proxy on :3128
@@ -113,7 +115,7 @@ def normalize(scn, block):
         for v in a or []:
             if v == "auto":
                 v = ad["faulthttps"] if need_fault_https else ad["https"]
-            elif v in ("https", "faulthttps", "closed", "homeserver", "blackhole", "blackhole2"):
+            elif v in ("https", "faulthttps", "closed", "homeserver", "blackhole", "blackhole2", "silent"):
                 v = ad[v]
             ipaddress.IPv4Address(v)
             o["A"].append(v)
@@ -253,8 +255,9 @@ def _is_ip(s):
 
 
 def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts, wildcard=False):
-    """CA + three leaves (P-256): all valid hosts (one SAN each, or `*.PARENT` SANs with
-    `wildcard`: the scenario's "wildcard_cert"); 'wrong-name'; self-signed."""
+    """CA + four leaves (P-256): all valid hosts (one SAN each, or `*.PARENT` SANs with
+    `wildcard`: the scenario's "wildcard_cert"); 'wrong-name'; self-signed; 'expired' (the valid
+    leaf's names, signed by the CA, its validity ended 30 days ago)."""
     c = os.path.join(d, "certs")
     os.makedirs(c, exist_ok=True)
     common = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"]
@@ -278,11 +281,33 @@ def make_certs(d, ad, valid_hosts, wrong_hosts, selfsigned_hosts, wildcard=False
     ips += [h for h in valid_hosts if _is_ip(h) and h not in ips]
     run(["-keyout", f"{c}/valid.key", "-out", f"{c}/valid.pem", "-subj", "/CN=testworld",
          "-addext", san((wildcard_names if wildcard else sorted)(names) or ["testworld.test"], ips)] + leaf)
+    _expired_leaf(c, san((wildcard_names if wildcard else sorted)(names) or ["testworld.test"], ips))
     run(["-keyout", f"{c}/wrong-name.key", "-out", f"{c}/wrong-name.pem", "-subj", "/CN=other.test",
          "-addext", san(["other.test"])] + leaf)
     run(["-keyout", f"{c}/self-signed.key", "-out", f"{c}/self-signed.pem", "-subj", "/CN=selfsigned",
          "-addext", san(sorted(selfsigned_hosts) or ["selfsigned.test"])])
     return f"{c}/ca.pem"
+
+
+def _expired_leaf(c, san):
+    """expired.pem: `openssl req -x509` sets notBefore to now, so the leaf is signed by `openssl ca`,
+    which takes explicit dates."""
+    def stamp(days_ago):
+        return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() - days_ago * 86400))
+
+    with open(f"{c}/expired-ca.cnf", "w") as f:
+        f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = expired-index.txt\nnew_certs_dir = .\nrand_serial = yes\n"
+                "default_md = sha256\npolicy = p\ncopy_extensions = copy\nunique_subject = no\n[p]\ncommonName = supplied\n")
+    open(f"{c}/expired-index.txt", "w").close()
+    steps = [["openssl", "req", "-new", "-batch", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", "expired.key", "-out", "expired.csr", "-subj", "/CN=testworld expired", "-addext", san,
+              "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"],
+             ["openssl", "ca", "-batch", "-config", "expired-ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-notext",
+              "-startdate", stamp(60), "-enddate", stamp(30), "-in", "expired.csr", "-out", "expired.pem"]]
+    for args in steps:
+        p = subprocess.run(args, cwd=c, capture_output=True, text=True)
+        if p.returncode:
+            raise ScenarioError("openssl failed: " + p.stderr)
 
 
 def _plain(wk):
