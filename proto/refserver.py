@@ -140,7 +140,9 @@ class Server:
     def __init__(self) -> None:
         self.cache: Dict[str, Tuple[dict, float]] = {}
         self.failures: Dict[str, Tuple[dict, float]] = {}
+        # Counters since start (Prometheus reads these); `statistics` shows them since the last reset.
         self.stats = dict(requests=0, hits=0, misses=0, stale=0, coalesced=0, inflight=0)
+        self.reset_at = dict.fromkeys(self.stats, 0)
         self.shutting_down = False
         self.conns: set = set()
         self.reresolved: Dict[str, float] = {}  # name -> start of its last reresolve
@@ -176,6 +178,20 @@ class Server:
 
     def ttl(self, name: str, table: Dict[str, Tuple[dict, float]]) -> int:
         return max(0, int(table[name][1] - time.monotonic())) if name in table else 0
+
+    def prometheus(self) -> List[str]:
+        """The counters since start in the Prometheus text format (a few of the daemon's families)."""
+        st = self.stats
+        return ["# HELP mxresolved_requests_total Request lines read from clients, every verb.",
+                "# TYPE mxresolved_requests_total counter",
+                f"mxresolved_requests_total {st['requests']}",
+                "# HELP mxresolved_resolve_requests_total resolve requests by whether the cache answered them.",
+                "# TYPE mxresolved_resolve_requests_total counter",
+                f'mxresolved_resolve_requests_total{{cache="hit"}} {st["hits"]}',
+                f'mxresolved_resolve_requests_total{{cache="miss"}} {st["misses"]}',
+                "# HELP mxresolved_resolutions_inflight Resolutions in flight now.",
+                "# TYPE mxresolved_resolutions_inflight gauge",
+                f"mxresolved_resolutions_inflight {st['inflight']}"]
 
     def handle(self, line: bytes) -> Tuple[List[str], bool]:
         """-> (response lines, close connection)"""
@@ -219,7 +235,9 @@ class Server:
                 if not re.fullmatch(r"[0-9]{1,9}", v) or int(v) == 0:
                     return err("bad_request", "limit must be a whole number from 1 to 999999999", rid)
                 continue
-            allowed = ("text", "json") if k == "format" else ("yes", "no")
+            allowed = ("yes", "no")
+            if k == "format":
+                allowed = ("text", "json", "prometheus") if verb == "statistics" else ("text", "json")
             if v not in allowed:
                 return err("bad_request", f"{k} must be one of {'/'.join(allowed)}", rid)
         if self.shutting_down:
@@ -337,14 +355,18 @@ class Server:
             self.reresolved[args[0]] = now
             return [f"ok{idf} name={esc(args[0])} started=yes"], False
         if verb == "statistics":
+            if opts.get("format") == "prometheus":
+                lines = [f"entry{idf} text={esc(t)}" for t in self.prometheus()]
+                return lines + [f"ok{idf} count={len(lines)}"], False
+            view = {k: v - self.reset_at[k] for k, v in self.stats.items()}
             if js:
-                return [json.dumps({"ok": True, **({"id": rid} if rid else {}), "statistics": self.stats},
+                return [json.dumps({"ok": True, **({"id": rid} if rid else {}), "statistics": view},
                                    separators=(",", ":"))], False
-            return [f"ok{idf} " + " ".join(f"{k}={v}" for k, v in self.stats.items())], False
+            return [f"ok{idf} " + " ".join(f"{k}={v}" for k, v in view.items())], False
         if verb == "reset-statistics":
             for k in self.stats:
                 if k != "inflight":
-                    self.stats[k] = 0
+                    self.reset_at[k] = self.stats[k]
             return [f"ok{idf}"], False
         return err("internal", "unhandled verb", rid)
 

@@ -35,8 +35,9 @@ public struct NetworkConfig: Sendable, Hashable {
     public init() {}
 }
 
-/// Outcome counters since start (or the last `resetCounters`): one per DNS query (AAAA and A
-/// count separately) and one per HTTPS fetch (an HTTP error status is a successful fetch).
+/// Outcome counters since start: one per DNS query (AAAA and A count separately) and one per HTTPS
+/// fetch (an HTTP error status is a successful fetch). They only grow; `statistics` subtracts its
+/// own reset point.
 public struct NetworkCounters: Sendable, Hashable {
     public var dnsOK = 0, dnsNXDomain = 0, dnsNoData = 0, dnsServfail = 0, dnsRefused = 0, dnsTimeout = 0, dnsOther = 0
     /// Queries handed on to a further DNS server after a SERVFAIL, REFUSED or timeout; address
@@ -48,14 +49,22 @@ public struct NetworkCounters: Sendable, Hashable {
 
     public var dnsTotal: Int { dnsOK + dnsNXDomain + dnsNoData + dnsServfail + dnsRefused + dnsTimeout + dnsOther }
 
+    /// DNS queries by result.
+    public var dnsByResult: [(String, Int)] {
+        [("ok", dnsOK), ("nxdomain", dnsNXDomain), ("nodata", dnsNoData), ("servfail", dnsServfail),
+         ("refused", dnsRefused), ("timeout", dnsTimeout), ("other", dnsOther)]
+    }
+
+    /// Well-known fetches by result.
+    public var httpsByResult: [(String, Int)] {
+        [("ok", httpsOK), ("connect", httpsConnect), ("tls", httpsTLS), ("timeout", httpsTimeout),
+         ("body_too_large", httpsBodyTooLarge), ("other", httpsOther)]
+    }
+
     /// `name=value` pairs for the statistics command.
     public var fields: [(String, Int)] {
-        [("dns_queries_ok", dnsOK), ("dns_queries_nxdomain", dnsNXDomain), ("dns_queries_nodata", dnsNoData),
-         ("dns_queries_servfail", dnsServfail), ("dns_queries_refused", dnsRefused), ("dns_queries_timeout", dnsTimeout),
-         ("dns_queries_other", dnsOther), ("dns_failovers", dnsFailovers), ("hosts_file_answers", hostsFileAnswers),
-         ("https_fetches_ok", httpsOK), ("https_fetches_connect", httpsConnect), ("https_fetches_tls", httpsTLS),
-         ("https_fetches_timeout", httpsTimeout), ("https_fetches_body_too_large", httpsBodyTooLarge),
-         ("https_fetches_other", httpsOther)]
+        dnsByResult.map { ("dns_queries_\($0.0)", $0.1) } + [("dns_failovers", dnsFailovers), ("hosts_file_answers", hostsFileAnswers)]
+            + httpsByResult.map { ("https_fetches_\($0.0)", $0.1) }
     }
 }
 
@@ -139,7 +148,6 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     }
 
     public var counterSnapshot: NetworkCounters { counters.snapshot() }
-    public func resetCounters() { counters.reset() }
 
     // MARK: LookupBackend
 
@@ -321,5 +329,4 @@ private final class Counters: Sendable {
     func countHostsFileAnswer() { state.withLock { $0.hostsFileAnswers += 1 } }
 
     func snapshot() -> NetworkCounters { state.withLock { $0 } }
-    func reset() { state.withLock { $0 = NetworkCounters() } }
 }

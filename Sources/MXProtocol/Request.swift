@@ -110,7 +110,7 @@ extension Request {
             guard let option = RequestOption(rawValue: key), verb.options.contains(option) else {
                 return bad("option \(key) is not valid for \(verb.rawValue)", id: id)
             }
-            guard option.accepts(value) else { return bad("invalid value for \(key): \(value.prefix(32))", id: id) }
+            guard option.accepts(value, on: verb) else { return bad("invalid value for \(key): \(value.prefix(32))", id: id) }
             typed[option] = value
         }
         let range = verb.arguments

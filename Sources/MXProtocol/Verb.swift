@@ -65,7 +65,7 @@ public enum Verb: String, CaseIterable, Sendable {
             default: parts.append("\(name)...")
             }
         }
-        parts += options.map { "[\($0.rawValue)=\($0.syntax)]" }
+        parts += options.map { "[\($0.rawValue)=\($0.syntax(on: self))]" }
         return parts.joined(separator: " ")
     }
 }
@@ -76,29 +76,30 @@ public enum RequestOption: String, CaseIterable, Sendable {
     /// `show-cache` paging (§5.2): list the names after this one, and at most this many.
     case after, limit
 
-    /// The fixed values it accepts; empty for `after` (any name) and `limit` (a count).
-    public var values: [String] {
+    /// The fixed values it accepts on `verb`; empty for `after` (any name) and `limit` (a count).
+    /// `statistics` also speaks the Prometheus text format.
+    public func values(on verb: Verb) -> [String] {
         switch self {
-        case .format: return ["text", "json"]
+        case .format: return verb == .statistics ? ["text", "json", "prometheus"] : ["text", "json"]
         case .cache, .trace, .failures: return ["yes", "no"]
         case .after, .limit: return []
         }
     }
 
     /// How its value is written in usage texts.
-    public var syntax: String {
+    public func syntax(on verb: Verb) -> String {
         switch self {
         case .after: return "NAME"
         case .limit: return "N"
-        default: return values.joined(separator: "|")
+        default: return values(on: verb).joined(separator: "|")
         }
     }
 
-    public func accepts(_ value: String) -> Bool {
+    public func accepts(_ value: String, on verb: Verb) -> Bool {
         switch self {
         case .after: return true
         case .limit: return value.utf8.count <= 9 && value.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } && (Int(value) ?? 0) > 0
-        default: return values.contains(value)
+        default: return values(on: verb).contains(value)
         }
     }
 }

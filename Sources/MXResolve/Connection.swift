@@ -143,7 +143,7 @@ final class Connection: @unchecked Sendable {
 
     /// Discards the input (and everything after the over-long line) and stops reading.
     private func refuseLongLine() {
-        reactor.stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
+        reactor.stats.protocolErrors.add(1)
         input.removeAll()
         closingNotice = ResponseLine.error(.lineTooLong, "request line longer than \(Wire.maxLineBytes) bytes; closing", id: nil)
         state = .draining
@@ -151,13 +151,13 @@ final class Connection: @unchecked Sendable {
 
     private func execute(_ line: ArraySlice<UInt8>) {
         let stats = reactor.stats
-        stats.requests.wrappingAdd(1, ordering: .relaxed)
+        stats.requests.add(1)
         let request: Request
         switch Request.parse(line) {
         case .success(let r):
             request = r
         case .failure(let e):
-            stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
+            stats.protocolErrors.add(1)
             inFlight += 1
             queue(.answer(ResponseLine.error(e.code, e.message, id: e.id)), ticket: e.id == nil ? ordered.reserve() : nil)
             return
@@ -165,7 +165,7 @@ final class Connection: @unchecked Sendable {
         inFlight += 1
         let ticket = request.id == nil ? ordered.reserve() : nil
         if inFlight > Wire.maxInFlight {
-            stats.protocolErrors.wrappingAdd(1, ordering: .relaxed)
+            stats.protocolErrors.add(1)
             queue(.answer(ResponseLine.error(.tooManyInFlight, "more than \(Wire.maxInFlight) requests in flight on this connection",
                                              id: request.id, json: request.json)), ticket: ticket)
             return

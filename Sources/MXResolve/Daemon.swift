@@ -20,6 +20,8 @@ public final class Daemon: Sendable {
     let service: ResolutionService
     let handler: RequestHandler
     let server: SocketServer
+    /// The Prometheus endpoint (`metrics-listen`), when configured.
+    let metricsServer: MetricsServer?
     let sources = SourceBox()
     /// Runs the signal handlers one at a time.
     let signalQueue = DispatchQueue(label: "mxresolved.signals")
@@ -74,7 +76,14 @@ public final class Daemon: Sendable {
                                     memoryLimit: config.memoryCacheEntries)
         let backend = self.backend
         handler = RequestHandler(service: service, stats: stats, store: store, adminGroup: config.adminGroupID, caFile: { backend.extraCAFile },
-                                 upstream: { backend.counterSnapshot.fields }, resetUpstream: { backend.resetCounters() })
+                                 upstream: { backend.counterSnapshot })
+
+        if let address = config.metricsListen {
+            let handler = self.handler
+            metricsServer = MetricsServer(listenFD: try MetricsServer.bind(address), logger: logger, render: { handler.metrics.text })
+        } else {
+            metricsServer = nil
+        }
 
         // systemd socket activation: fd 3 is ours when LISTEN_PID is this process.
         if let fds = getenv("LISTEN_FDS").map({ String(cString: $0) }), Int(fds) ?? 0 >= 1,
@@ -128,8 +137,10 @@ public final class Daemon: Sendable {
             sources.set(s)
         }
         server.start()
+        metricsServer?.start()
         logger.info("mxresolved \(Wire.serverVersion) listening", metadata: [
             "socket": "\(config.socketPath)", "cache": "\(config.cacheDir)",
+            "metrics": "\(config.metricsListen.map { "http://\($0)/metrics" } ?? "off")",
             "dns": "\(config.dnsServers.isEmpty ? "system resolv.conf" : config.dnsServers.joined(separator: ","))",
         ])
         let t = DispatchSource.makeTimerSource(queue: .global())

@@ -35,6 +35,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var wellKnownTimeoutMs = 10_000
     public var resolutionTimeoutMs = 30_000
     public var logLevel = "info"
+    /// `ADDR:PORT` of the Prometheus endpoint; nil: none.
+    public var metricsListen: String?
 
     public init() {}
 
@@ -103,6 +105,18 @@ public struct DaemonConfig: Sendable, Equatable {
         if parts.count == 1 { return s + ":53" }
         guard parts.count == 2, let p = UInt16(parts[1]), p > 0 else { return nil }
         return s
+    }
+
+    /// `127.0.0.1:9367`, `[::1]:9367` → (address, port, is IPv6). An IP literal and a port are both
+    /// required: the endpoint binds where it is told, no name is looked up.
+    public static func parseListenAddress(_ s: String) -> (host: String, port: UInt16, ipv6: Bool)? {
+        guard let colon = s.lastIndex(of: ":"), let port = UInt16(s[s.index(after: colon)...]), port > 0 else { return nil }
+        let host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            let inner = String(host.dropFirst().dropLast())
+            return IPAddress(ipv6: inner) != nil ? (inner, port, true) : nil
+        }
+        return IPAddress(ipv4: host) != nil ? (host, port, false) : nil
     }
 
     /// These settings as a config file that loads back to them: every key with its help and

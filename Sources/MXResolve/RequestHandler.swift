@@ -6,6 +6,7 @@ import MXCore
 import Synchronization
 import MXProtocol
 import MXRender
+import MXAdapters
 
 /// The verbs of proto/PROTOCOL.md over a ResolutionService.
 public final class RequestHandler: RequestHandling {
@@ -23,14 +24,14 @@ public final class RequestHandler: RequestHandling {
     /// daemon-wide, never on a reactor, so a hit on any connection does not wait for a walk.
     let scans = DispatchQueue(label: "mxr-scan", qos: .utility)
 
-    /// Upstream counters (DNS queries and well-known fetches by outcome) and their reset.
-    let upstream: @Sendable () -> [(String, Int)]
-    let resetUpstream: @Sendable () -> Void
+    /// Upstream counters since start (DNS queries and well-known fetches by outcome), and their
+    /// values at the last `reset-statistics`, which the `statistics` verb counts from.
+    let upstream: @Sendable () -> NetworkCounters
+    let upstreamAtReset = Mutex(NetworkCounters())
 
     public init(service: ResolutionService, stats: Statistics, store: any CacheStore, adminGroup: UInt32?, caFile: @escaping @Sendable () -> String? = { nil },
-                upstream: @escaping @Sendable () -> [(String, Int)] = { [] }, resetUpstream: @escaping @Sendable () -> Void = {}) {
+                upstream: @escaping @Sendable () -> NetworkCounters = { NetworkCounters() }) {
         self.upstream = upstream
-        self.resetUpstream = resetUpstream
         self.service = service
         self.stats = stats
         self.store = store
@@ -101,6 +102,8 @@ public final class RequestHandler: RequestHandling {
             respond(b.line())
         case .reresolve:
             reresolve(request, respond: respond)
+        case .statistics where request.options[.format] == "prometheus":
+            respond(prometheusReply(id: id))
         case .statistics:
             let fields = stats.snapshot(extra: storeFields())
             if request.json {
@@ -118,7 +121,7 @@ public final class RequestHandler: RequestHandling {
             }
         case .resetStatistics:
             stats.reset()
-            resetUpstream()
+            upstreamAtReset.withLock { $0 = upstream() }
             respond(ResponseLine.Builder("ok", id: id).line())
         }
     }
@@ -146,20 +149,43 @@ public final class RequestHandler: RequestHandling {
         b.field("name", name)
         switch reresolveLimit.admit(name, now: wallClockSeconds()) {
         case .start:
-            stats.reresolveStarted.wrappingAdd(1, ordering: .relaxed)
+            stats.reresolveStarted.add(1)
             service.revalidate(name)
             b.field("started", "yes")
         case .limited(let retryAfter):
-            stats.reresolveLimited.wrappingAdd(1, ordering: .relaxed)
+            stats.reresolveLimited.add(1)
             b.field("started", "no")
             b.field("retry_after", retryAfter)
         }
         respond(b.line())
     }
 
+    /// The Prometheus exposition as `entry text=LINE` lines, then `ok count=N` (§5.6).
+    func prometheusReply(id: String?) -> [UInt8] {
+        var out: [UInt8] = []
+        var count = 0
+        for line in metrics.text.split(separator: "\n") {
+            var b = ResponseLine.Builder("entry", id: id)
+            b.field("text", String(line))
+            out += b.line()
+            count += 1
+        }
+        var b = ResponseLine.Builder("ok", id: id)
+        b.field("count", count)
+        return out + b.line()
+    }
+
+    /// Everything Prometheus reads, now.
+    public var metrics: DaemonMetrics {
+        DaemonMetrics(stats: stats, network: upstream(), cache: store.statistics, cacheMemoryEntries: service.memoryCount,
+                      resolutionsInflight: service.inflightCount)
+    }
+
     func storeFields() -> [(String, Int)] {
         let s = store.statistics
-        return upstream() + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries),
+        let base = upstreamAtReset.withLock { $0 }.fields
+        let sinceReset = zip(upstream().fields, base).map { now, then in (now.0, max(0, now.1 - then.1)) }
+        return sinceReset + [("resolutions_inflight", service.inflightCount), ("cache_entries", s.entries),
                        ("cache_memory_entries", service.memoryCount), ("cache_bytes", s.usedBytes),
                        ("cache_map_bytes", s.capacityBytes), ("cache_evictions", s.evictions)]
     }
@@ -180,18 +206,18 @@ public final class RequestHandler: RequestHandling {
         let wantTrace = request.flag(.trace)
         // The hot path: a fresh cached answer is rendered and written on this thread.
         if useCache && !wantTrace, let reply = service.cachedReply(for: name) {
-            stats.hits.wrappingAdd(1, ordering: .relaxed)
-            if reply.source == .stale { stats.stale.wrappingAdd(1, ordering: .relaxed) }
+            stats.hits.add(1)
+            if reply.source == .stale { stats.stale.add(1) }
             respond(Render.resolveReply(reply, request: request, trace: false))
-            stats.hitLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
+            stats.hitLatency.record(seconds: wallClockSeconds() - started)
             return
         }
-        stats.misses.wrappingAdd(1, ordering: .relaxed)
+        stats.misses.add(1)
         let stats = self.stats
         let completion: ResolutionService.Completion = { reply in
-            if reply.failure != nil { stats.errors.wrappingAdd(1, ordering: .relaxed) }
+            if reply.failure != nil { stats.errors.add(1) }
             respond(Render.resolveReply(reply, request: request, trace: wantTrace))
-            stats.missLatency.record(microseconds: (wallClockSeconds() - started) * 1e6)
+            stats.missLatency.record(seconds: wallClockSeconds() - started)
         }
         if useCache {
             service.resolve(name, completion: completion)

@@ -143,7 +143,7 @@ public final class ResolutionService: Sendable {
             return true
         }
         if !first {
-            stats.coalesced.wrappingAdd(1, ordering: .relaxed)
+            stats.coalesced.add(1)
             return
         }
         stats.inflight.wrappingAdd(1, ordering: .relaxed)
@@ -197,7 +197,7 @@ public final class ResolutionService: Sendable {
             persist(entry, lastUsed: t)
             if CacheRules.givesUpStale(previous: previous, next: entry) {
                 logger.warning("still failing after the grace; the last good answer is given up", metadata: ["name": "\(name)"])
-                stats.staleGivenUp.wrappingAdd(1, ordering: .relaxed)
+                stats.staleGivenUp.add(1)
             }
             switch CacheRules.serving(entry, now: t) {
             case .fresh(let answer, _):
@@ -223,7 +223,7 @@ public final class ResolutionService: Sendable {
         let waiters = inflight.withLock { $0.removeValue(forKey: name) ?? [] }
         stats.inflight.wrappingSubtract(1, ordering: .relaxed)
         // Counted per reply, like a stale hit: a background revalidation serves nobody.
-        if reply.source == .stale { stats.stale.wrappingAdd(waiters.count, ordering: .relaxed) }
+        if reply.source == .stale { stats.stale.add(waiters.count) }
         for w in waiters { w(reply) }
     }
 
@@ -254,7 +254,7 @@ public final class ResolutionService: Sendable {
     /// A stale name whose back-off is over: resolved again in the background (the back-off, not the
     /// requests, sets the pace), while requests keep being served the stale answer.
     func revalidateStale(_ name: String) {
-        if resolveInBackground(name, fresh: false) { stats.staleRevalidations.wrappingAdd(1, ordering: .relaxed) }
+        if resolveInBackground(name, fresh: false) { stats.staleRevalidations.add(1) }
     }
 
     /// Starts a resolution nobody waits for; false when one is already in flight for the name.

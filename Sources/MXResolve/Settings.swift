@@ -114,6 +114,11 @@ extension DaemonConfig {
                 help: "Time for the whole well-known phase (every redirect hop) in ms; cut to leave steps 4-6 their DNS time inside resolution-timeout-ms."),
         .number("resolution-timeout-ms", \.resolutionTimeoutMs, in: 500...600_000,
                 help: "Upper bound on one whole resolution in ms."),
+        .optionalText("metrics-listen", \.metricsListen, valueName: "ADDR:PORT", defaultDescription: "off", example: "127.0.0.1:9367",
+                      help: "Serve Prometheus metrics (GET /metrics, plain HTTP) on this address and port; keep it on loopback "
+                          + "or a trusted network.") {
+            parseListenAddress($0) == nil ? "'\($0)' is not ADDR:PORT or [IPv6]:PORT with an IP address and a port" : nil
+        },
         .text("log-level", \.logLevel, valueName: "LEVEL", help: "trace, debug, info, notice, warning, error or critical.") {
             logLevels.contains($0) ? nil : "'\($0)' is not one of \(logLevels.joined(separator: ", "))"
         },

@@ -97,21 +97,30 @@ public final class SocketServer: Sendable {
     /// Runs on reactor 0.
     private func acceptAll() {
         while accepting.load(ordering: .relaxed) {
-            let fd = accept(listenFD, nil, nil)
+            let fd = Self.acceptNonBlocking(listenFD)
             if fd < 0 {
                 if errno == EMFILE || errno == ENFILE { logger.error("accept: out of file descriptors") }
                 return
             }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             var cred = PeerCred()
             var len = socklen_t(MemoryLayout<PeerCred>.size)
             getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)
             let peer = PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
             stats.connections.wrappingAdd(1, ordering: .relaxed)
+            stats.connectionsAccepted.add()
             let reactor = reactors[nextReactor.wrappingAdd(1, ordering: .relaxed).oldValue % reactors.count]
             reactor.post { reactor.adopt(fd: fd, peer: peer) }
         }
+    }
+
+    /// Accepts one connection of a non-blocking listener, itself non-blocking and close-on-exec;
+    /// -1 (errno set) when none waits.
+    static func acceptNonBlocking(_ listenFD: Int32) -> Int32 {
+        let fd = accept(listenFD, nil, nil)
+        guard fd >= 0 else { return fd }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return fd
     }
 
     /// Stops accepting and removes the socket file; open connections finish what they have.

@@ -135,7 +135,7 @@ struct MXResolveCtl: ParsableCommand {
 /// systemctl) are moved after it, where each verb's parser reads them.
 func verbFirst(_ args: [String]) -> [String] {
     let verbs = Set(MXResolveCtl.configuration.subcommands.map { $0._commandName } + ["help"])
-    let takesValue: Set<String> = ["--socket", "--legend", "--cache", "--state-dir", "--timeout", "--ca-file", "--ca-directory", "--cache-dir"]
+    let takesValue: Set<String> = ["--socket", "--legend", "--cache", "--state-dir", "--timeout", "--format", "--ca-file", "--ca-directory", "--cache-dir"]
     var i = 0
     while i < args.count {
         let arg = args[i]
@@ -396,14 +396,31 @@ struct Revalidate: ParsableCommand {
 }
 
 struct Statistics: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show counters as name=value lines (unbound-control style).")
+    static let configuration = CommandConfiguration(
+        abstract: "Show counters as name=value lines (unbound-control style), JSON, or Prometheus text.",
+        discussion: "--format=prometheus prints the Prometheus text exposition (format 0.0.4), counters since the daemon started "
+            + "(reset-statistics leaves them alone), for node_exporter's textfile collector: "
+            + "mxresolvectl statistics --format=prometheus > DIR/mxresolved.prom.$$ && mv DIR/mxresolved.prom.$$ DIR/mxresolved.prom")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json, prometheus }
+
     @OptionGroup var socket: SocketOption
-    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Print JSON (the same as --format=json).") var json = false
+    @Option(help: "Output format.") var format: Format = .text
+
     func run() throws {
-        let r = try socket.connect().send(Request(.statistics, options: json ? [.format: "json"] : [:]))[0]
-        if json { print(r); return }
-        try check(r)
-        for f in ResponseLine(r).fields { print("\(f.key)=\(f.value)") }
+        let format = json ? .json : format
+        var request = Request(.statistics)
+        if format != .text { request.options[.format] = format.rawValue }
+        let lines = try socket.connect().send(request)
+        if format == .json { print(lines[0]); return }
+        try check(lines.last ?? "")
+        if format == .prometheus {
+            // Lines go out as they are: the format's own text, one `entry text=` line each.
+            print(lines.dropLast().map { ResponseLine($0)["text"] ?? "" }.joined(separator: "\n"))
+            return
+        }
+        for f in ResponseLine(lines[0]).fields { print("\(f.key)=\(f.value)") }
     }
 }
 

@@ -52,7 +52,7 @@ extension CacheServiceTests {
         let first = ask("out.test")
         XCTAssertEqual(first.source, .stale)
         XCTAssertEqual(first.answer?.step, .delegatedExplicitPort, "not moved to port 8448")
-        XCTAssertEqual(service.stats.stale.load(ordering: .relaxed), 1)
+        XCTAssertEqual(service.stats.stale.sinceStart, 1)
 
         // From now on the host hangs, and nobody waits for it.
         backend.stalled.withLock { _ = $0.insert(url) }
@@ -69,9 +69,9 @@ extension CacheServiceTests {
         XCTAssertEqual(during?.answer?.step, .delegatedExplicitPort)
         XCTAssertLessThan(waited, 0.5, "served from the cache while the fetch hangs (it never ends by itself)")
         XCTAssertEqual(service.inflightCount, 1, "the revalidation runs behind the answer")
-        XCTAssertEqual(service.stats.staleRevalidations.load(ordering: .relaxed), 1)
+        XCTAssertEqual(service.stats.staleRevalidations.sinceStart, 1)
         XCTAssertEqual(service.cachedReply(for: "out.test")?.source, .stale)
-        XCTAssertEqual(service.stats.staleRevalidations.load(ordering: .relaxed), 1, "one revalidation at a time")
+        XCTAssertEqual(service.stats.staleRevalidations.sinceStart, 1, "one revalidation at a time")
         XCTAssertEqual(backend.getTimes("out.test").count, fetchesSoFar + 1, "one fetch, no retries for a name known to be failing")
 
         XCTAssertEqual(backend.release(), 1)
@@ -86,7 +86,7 @@ extension CacheServiceTests {
         XCTAssertEqual(service.inflightCount, 0, "not revalidated before the doubled back-off ends")
         clock.advance(120 * 2 * CachePolicy.failureJitter + 2)
         XCTAssertEqual(service.cachedReply(for: "out.test")?.source, .stale)
-        XCTAssertEqual(service.stats.staleRevalidations.load(ordering: .relaxed), 2)
+        XCTAssertEqual(service.stats.staleRevalidations.sinceStart, 2)
         XCTAssertEqual(backend.release(), 1)
         waitUntilIdle()
 
@@ -96,7 +96,7 @@ extension CacheServiceTests {
         let after = ask("out.test")
         XCTAssertEqual(after.source, .network)
         XCTAssertEqual(after.answer?.step, .defaultPort, "the spec's step 6")
-        XCTAssertEqual(service.stats.staleGivenUp.load(ordering: .relaxed), 1)
+        XCTAssertEqual(service.stats.staleGivenUp.sinceStart, 1)
         XCTAssertNil(service.entry(for: "out.test")?.delegation)
     }
 

@@ -21,15 +21,24 @@ final class RequestParseTests: XCTestCase {
 
     func parse(_ line: String) -> Result<Request, ParseError> { Request.parse(Array(line.utf8)[...]) }
 
+    func testPrometheusFormatIsAStatisticsValueOnly() {
+        XCTAssertEqual(parse("statistics format=prometheus"), .success(Request(.statistics, options: [.format: "prometheus"])))
+        for line in ["resolve 1.2.3.4 format=prometheus", "show-cache format=prometheus", "statistics format=openmetrics"] {
+            guard case .failure(let e) = parse(line) else { return XCTFail("\(line) accepted") }
+            XCTAssertEqual(e.code, .badRequest, line)
+        }
+        XCTAssertEqual(Verb.statistics.synopsis, "statistics [format=text|json|prometheus]")
+    }
+
     func testEveryVerbParsesWithItsOwnArgumentsAndOptionsOnly() {
         for verb in Verb.allCases {
             let args = Array(repeating: "a.example", count: verb.arguments.lowerBound == 0 && verb == .hello ? 1 : verb.arguments.lowerBound)
             let argText = verb == .hello ? ["1"] : args
             var request = Request(verb, argText, id: "v1")
-            for option in verb.options { request.options[option] = option.values.last ?? (option == .limit ? "5" : "m.example") }
+            for option in verb.options { request.options[option] = option.values(on: verb).last ?? (option == .limit ? "5" : "m.example") }
             XCTAssertEqual(parse(try! request.line()), .success(request), verb.rawValue)
             let foreign = RequestOption.allCases.first { !verb.options.contains($0) }!
-            guard case .failure(let e) = parse(try! request.line() + " \(foreign.rawValue)=\(foreign.values[0])") else {
+            guard case .failure(let e) = parse(try! request.line() + " \(foreign.rawValue)=\(foreign.values(on: verb).first ?? "5")") else {
                 return XCTFail("\(verb): \(foreign) accepted")
             }
             XCTAssertEqual(e.code, .badRequest)
