@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import MXCore
 
 /// `/etc/hosts` for address lookups, as getaddrinfo ("files" before "dns") gives it to Synapse: a
@@ -13,7 +12,7 @@ public final class HostsFile: Sendable {
     public static let ttl: UInt32 = 60
 
     let path: String
-    private let state = Mutex<(stamp: Stamp?, names: [String: AddressSet])>((nil, [:]))
+    private let state = PthreadMutex<(stamp: Stamp?, names: [String: AddressSet])>((nil, [:]))
 
     struct Stamp: Equatable {
         var modified: timespec

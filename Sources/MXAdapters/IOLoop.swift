@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
+import MXCore
 import CCurl
 import CAres
 
@@ -18,7 +18,7 @@ enum NetLibraries {
 ///
 /// THREADING RULE (why this is `@unchecked Sendable`): `dns`, `https` and every C handle they
 /// hold are touched only on the loop thread (their accessors check it), after `init` hands them
-/// over (starting the thread orders that). Other threads touch only `inbox` (a Mutex) and call `curl_multi_wakeup`, which
+/// over (starting the thread orders that). Other threads touch only `inbox` (a PthreadMutex) and call `curl_multi_wakeup`, which
 /// libcurl documents as thread-safe; they do so under the inbox lock and only while the inbox
 /// is open, so a wakeup can never race `curl_multi_cleanup`.
 final class IOLoop: @unchecked Sendable {
@@ -38,11 +38,11 @@ final class IOLoop: @unchecked Sendable {
         var detach = false
     }
 
-    private let inbox = Mutex(Inbox())
+    private let inbox = PthreadMutex(Inbox())
     /// The multi handle, for `curl_multi_wakeup` from other threads (immutable pointer).
     private let multi: UnsafeMutableRawPointer
     /// Set by the loop thread once `shutdown` has run (all completions called).
-    private let finished = Mutex(false)
+    private let finished = PthreadMutex(false)
     let thread: OSThread
 
     // Loop-thread only (see the rule above).

@@ -74,7 +74,7 @@ public struct NetworkCounters: Sendable, Hashable {
 ///
 /// THREADING RULE (`@unchecked Sendable`): the C handles live in `IOLoop`'s `AresDNS` and
 /// `CurlHTTPS` and are touched only on the loop thread; this class only submits jobs to the loop
-/// (Mutex inbox) and updates atomics.
+/// (PthreadMutex inbox) and updates atomics.
 public final class NetworkBackend: LookupBackend, @unchecked Sendable {
     /// I/O threads. DNS goes to the first (the one c-ares channel, one in-flight bound); well-known
     /// fetches are spread over all of them, because TLS set-up is CPU work that one thread cannot
@@ -274,7 +274,7 @@ public final class NetworkBackend: LookupBackend, @unchecked Sendable {
 /// on a stopping thread); completes exactly once when both are in.
 private final class AddressJoin: Sendable {
     typealias Partial = Result<([ResolvedAddress], [String]), DNSError>
-    private let state = Mutex<(aaaa: Partial?, a: Partial?)>((nil, nil))
+    private let state = PthreadMutex<(aaaa: Partial?, a: Partial?)>((nil, nil))
     private let completion: @Sendable (Result<AddressSet, DNSError>) -> Void
 
     init(_ completion: @escaping @Sendable (Result<AddressSet, DNSError>) -> Void) {
@@ -294,7 +294,7 @@ private final class AddressJoin: Sendable {
 /// Outcome counters, updated from the loop thread and read from anywhere. One uncontended lock
 /// per completed query/fetch (Atomic<Int> fields cannot be iterated or reset as a group).
 private final class Counters: Sendable {
-    private let state = Mutex(NetworkCounters())
+    private let state = PthreadMutex(NetworkCounters())
 
     func count<T>(dns result: Result<T, DNSError>) {
         state.withLock { c in

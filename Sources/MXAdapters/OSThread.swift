@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import MXCore
 import CLinux
 
 /// A dedicated OS thread: how every long-running loop of the daemon (the I/O loops, the socket
@@ -10,7 +11,7 @@ import CLinux
 public final class OSThread: Sendable {
     /// The name shown by `top -H` and in core dumps (Linux keeps 15 bytes of it).
     public let name: String
-    private let handle = Mutex<pthread_t?>(nil)
+    private let handle = PthreadMutex<pthread_t?>(nil)
     /// Written by the thread itself before its body runs; 0 until then. pthread_self() is never 0,
     /// so a relaxed load on another thread can only ever answer "not current".
     private let owner = Atomic<UInt>(0)

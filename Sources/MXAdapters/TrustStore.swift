@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
+import MXCore
 import COpenSSL
 
 /// The certificates trusted for well-known fetches, built once and handed to every TLS context
@@ -38,7 +38,7 @@ final class TrustStore: Sendable {
     let caDirectory: String
     let checkIntervalMs: Int
     private let clockMs: @Sendable () -> Int
-    private let state: Mutex<State>
+    private let state: PthreadMutex<State>
 
     /// `caDirectory` nil: OpenSSL's default certificate directory.
     init(caFile: String?, caDirectory: String?, checkIntervalMs: Int = TrustStore.defaultCheckIntervalMs,
@@ -52,7 +52,7 @@ final class TrustStore: Sendable {
         case .success(let built): store = built
         case .failure(let message): throw .caFile(message)
         }
-        state = Mutex(State(store: store, caFile: caFile, versions: versions, checkedAtMs: clockMs()))
+        state = PthreadMutex(State(store: store, caFile: caFile, versions: versions, checkedAtMs: clockMs()))
     }
 
     deinit {

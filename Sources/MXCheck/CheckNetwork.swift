@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 import MXCore
 import MXAdapters
 import MXProtocol
@@ -59,7 +58,7 @@ final class PinnedHTTPS: Sendable {
         let request = HTTPSRequest(url: "https://\(urlHost):\(port)\(path)", host: tlsName, port: port, connectTo: [address],
                                    maxBodyBytes: maxBodyBytes, connectTimeoutMs: max(1, timeoutMs), totalTimeoutMs: max(1, timeoutMs))
         let done = DispatchSemaphore(value: 0)
-        let box = Mutex<Result<HTTPSResponse, HTTPSError>?>(nil)
+        let box = PthreadMutex<Result<HTTPSResponse, HTTPSError>?>(nil)
         backend.httpsGet(request) { result in
             box.withLock { $0 = result }
             done.signal()

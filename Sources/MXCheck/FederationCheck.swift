@@ -1,4 +1,3 @@
-import Synchronization
 import MXCore
 
 /// `mxresolvectl check NAME`: the daemon's resolution of NAME, then, from this host, what a
@@ -35,7 +34,7 @@ public struct FederationCheck: Sendable {
         let deadline = started + timeoutMs
         var report = CheckReport(serverName: serverName)
         report.timeoutMs = timeoutMs
-        let findings = Mutex<[Finding]>([])
+        let findings = PthreadMutex<[Finding]>([])
         @Sendable func add(_ f: Finding) { findings.withLock { $0.append(f) } }
         @Sendable func remaining() -> Int { max(1, deadline - TLSProbe.monotonicMs()) }
 
@@ -68,7 +67,7 @@ public struct FederationCheck: Sendable {
 
         // 2. The well-known on every address of its host, and 3. every target address, at once.
         var jobs: [@Sendable () -> Void] = []
-        let wellKnown = Mutex<[WellKnownProbe.Seen]>([])
+        let wellKnown = PthreadMutex<[WellKnownProbe.Seen]>([])
         if case .dns(let host) = name.host, name.port == nil {
             let daemon = self.daemon
             jobs.append {
@@ -79,7 +78,7 @@ public struct FederationCheck: Sendable {
                                     timeoutMs: remaining()).forEach(add)
             }
         }
-        let targetResults = Mutex<[TargetProbe.Outcome]>([])
+        let targetResults = PthreadMutex<[TargetProbe.Outcome]>([])
         if let answer {
             let (serverName, trust, now) = (self.serverName, self.trust, self.nowMs)
             for target in answer.targets {

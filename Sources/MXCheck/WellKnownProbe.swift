@@ -1,4 +1,3 @@
-import Synchronization
 import MXCore
 
 /// `GET https://NAME/.well-known/matrix/server` on every address of NAME: what each answered, and
@@ -49,7 +48,7 @@ enum WellKnownProbe {
             result.hostAddresses = addresses
         }
         let left = max(1, timeoutMs - (TLSProbe.monotonicMs() - started))
-        let seen = Mutex<[IPAddress: (Seen, Finding)]>([:])
+        let seen = PthreadMutex<[IPAddress: (Seen, Finding)]>([:])
         runConcurrently(result.hostAddresses.map { address in
             { @Sendable in
                 let probe = probe(host: host, address: address, https: https, timeoutMs: left)

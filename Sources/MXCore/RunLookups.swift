@@ -1,4 +1,3 @@
-import Synchronization
 
 /// A run's lookups in flight, each stamped when it was handed to the backend. At the deadline this
 /// tells a slow name from a busy daemon: once sent, no lookup outlives its own timeout, so one still
@@ -9,7 +8,7 @@ final class OutstandingLookups: Sendable {
         var since: Double
         var boundSeconds: Double
     }
-    private let state = Mutex<(next: Int, open: [Int: Lookup])>((0, [:]))
+    private let state = PthreadMutex<(next: Int, open: [Int: Lookup])>((0, [:]))
 
     func begin(at now: Double, boundMilliseconds: Int) -> Int {
         state.withLock { s in

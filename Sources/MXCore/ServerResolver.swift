@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The spec's "Resolving server names" algorithm (Server-Server API), step by step.
 ///
@@ -10,13 +9,13 @@ public final class ServerResolver: Sendable {
     public typealias Completion = @Sendable (Result<Resolution, ResolutionFailure>) -> Void
 
     let backend: any LookupBackend
-    private let currentSettings: Mutex<ResolverSettings>
+    private let currentSettings: PthreadMutex<ResolverSettings>
     /// Runs each resolution's deadline.
     let scheduler: any Scheduler
 
     public init(backend: any LookupBackend, settings: ResolverSettings, scheduler: any Scheduler) {
         self.backend = backend
-        self.currentSettings = Mutex(settings)
+        self.currentSettings = PthreadMutex(settings)
         self.scheduler = scheduler
     }
 
@@ -55,15 +54,15 @@ final class Run: Sendable {
     let serverName: String
     let resolver: ServerResolver
     let settings: ResolverSettings
-    private let state: Mutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
-    private let warnings = Mutex<Set<ResolutionWarning>>([])
+    private let state: PthreadMutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
+    private let warnings = PthreadMutex<Set<ResolutionWarning>>([])
     let lookups = OutstandingLookups()
 
     init(serverName: String, resolver: ServerResolver, settings: ResolverSettings, completion: @escaping ServerResolver.Completion) {
         self.serverName = serverName
         self.resolver = resolver
         self.settings = settings
-        self.state = Mutex((completion, [], nil))
+        self.state = PthreadMutex((completion, [], nil))
     }
 
     var backend: any LookupBackend { resolver.backend }
@@ -364,12 +363,12 @@ func describe(_ result: WellKnownResult) -> String {
 
 /// Collects `count` keyed results from concurrent callbacks, then calls `done` once.
 final class Join<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-    private let state: Mutex<[Key: Value]>
+    private let state: PthreadMutex<[Key: Value]>
     private let count: Int
     private let done: @Sendable ([Key: Value]) -> Void
 
     init(count: Int, done: @escaping @Sendable ([Key: Value]) -> Void) {
-        self.state = Mutex([:])
+        self.state = PthreadMutex([:])
         self.count = count
         self.done = done
         if count == 0 { done([:]) }

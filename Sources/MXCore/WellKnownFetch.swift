@@ -1,4 +1,3 @@
-import Synchronization
 
 /// Step 3's request: `GET https://<hostname>/.well-known/matrix/server`, following redirects here
 /// (not in curl) so that every hop's host is resolved by our own DNS client and passes the IP policy.
@@ -20,7 +19,7 @@ struct WellKnownFetch: Sendable {
     func start(attempts: Int = 1, completion: @escaping @Sendable (WellKnownOutcome) -> Void) {
         let budget = run.settings.wellKnownBudgetMs
         let deadline = run.settings.now() + Double(budget) / 1000
-        let once = Mutex<(@Sendable (WellKnownOutcome) -> Void)?>(completion)
+        let once = PthreadMutex<(@Sendable (WellKnownOutcome) -> Void)?>(completion)
         let take: @Sendable () -> (@Sendable (WellKnownOutcome) -> Void)? = { once.withLock { c in defer { c = nil }; return c } }
         run.resolver.scheduler.schedule(afterMilliseconds: budget) { [self] in
             // Only a phase still running ends here (and says so in the trace).

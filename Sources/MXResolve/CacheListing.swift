@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 import MXCore
 import MXProtocol
 import MXRender
@@ -36,14 +35,14 @@ final class CacheListing: ReplyStream {
     let store: any CacheStore
     let service: ResolutionService
     let queue: DispatchQueue
-    private let progress: Mutex<Progress>
+    private let progress: PthreadMutex<Progress>
 
     init(_ request: Request, store: any CacheStore, service: ResolutionService, queue: DispatchQueue) {
         self.request = request
         self.store = store
         self.service = service
         self.queue = queue
-        progress = Mutex(Progress(after: request.after))
+        progress = PthreadMutex(Progress(after: request.after))
     }
 
     func nextPage(_ deliver: @escaping @Sendable (_ page: [UInt8], _ last: Bool) -> Void) {

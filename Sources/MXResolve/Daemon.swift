@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Dispatch
-import Synchronization
 import Logging
 import MXCore
 import MXAdapters
@@ -28,7 +27,7 @@ public final class Daemon: Sendable {
     /// systemd's notification socket (READY, RELOADING, STOPPING, WATCHDOG); nil outside systemd.
     let notifier = SystemdNotifier()
     /// The settings in force: `config` plus what reloads applied.
-    let runningConfig: Mutex<DaemonConfig>
+    let runningConfig: PthreadMutex<DaemonConfig>
     /// Reads the settings again for a reload (SIGHUP): the config file and the same flags.
     let reread: (@Sendable () throws -> DaemonConfig)?
     let logLevel: LogLevelSwitch?
@@ -39,7 +38,7 @@ public final class Daemon: Sendable {
         _ = clinux_limit_malloc_arenas(2)
         self.config = config
         self.logger = logger
-        self.runningConfig = Mutex(config)
+        self.runningConfig = PthreadMutex(config)
         self.reread = reread
         self.logLevel = logLevel
         try makeDirectories(config.stateDir)
@@ -176,7 +175,7 @@ public final class Daemon: Sendable {
 
 /// Holds Dispatch sources (not Sendable) so they live as long as their owner; locked.
 final class SourceBox: @unchecked Sendable {
-    private let lock = Mutex(())
+    private let lock = PthreadMutex(())
     private var sources: [any DispatchSourceProtocol] = []
     func set(_ s: any DispatchSourceProtocol) { lock.withLock { _ in sources.append(s) } }
 }

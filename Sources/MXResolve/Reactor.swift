@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CLinux
-import Synchronization
+import MXCore
 import Logging
 import MXAdapters
 
@@ -16,7 +16,7 @@ final class Reactor: @unchecked Sendable {
     let handler: any RequestHandling
     let stats: Statistics
     let logger: Logger
-    private let mailbox = Mutex<[@Sendable () -> Void]>([])
+    private let mailbox = PthreadMutex<[@Sendable () -> Void]>([])
     private var connections: [Int32: Connection] = [:]
     private var listener: (fd: Int32, onReadable: () -> Void)?
     private let thread: OSThread

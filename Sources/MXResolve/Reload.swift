@@ -1,6 +1,6 @@
 import Dispatch
 import Logging
-import Synchronization
+import MXCore
 
 /// SIGHUP: read the config file (with the same command-line flags on top) again and apply what
 /// changed to the running daemon, keeping the cache and every connection.
@@ -101,7 +101,7 @@ extension Daemon {
 
 /// One answer handed from the DNS thread to the reload.
 private final class ReloadOutcome: Sendable {
-    private let lock = Mutex<String?>(nil)
+    private let lock = PthreadMutex<String?>(nil)
     func set(_ problem: String?) { lock.withLock { $0 = problem } }
     var value: String? { lock.withLock { $0 } }
 }

@@ -27,7 +27,7 @@ public final class RequestHandler: RequestHandling {
     /// Upstream counters since start (DNS queries and well-known fetches by outcome), and their
     /// values at the last `reset-statistics`, which the `statistics` verb counts from.
     let upstream: @Sendable () -> NetworkCounters
-    let upstreamAtReset = Mutex(NetworkCounters())
+    let upstreamAtReset = PthreadMutex(NetworkCounters())
 
     public init(service: ResolutionService, stats: Statistics, store: any CacheStore, adminGroup: UInt32?, caFile: @escaping @Sendable () -> String? = { nil },
                 upstream: @escaping @Sendable () -> NetworkCounters = { NetworkCounters() }) {

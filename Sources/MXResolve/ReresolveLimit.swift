@@ -1,4 +1,4 @@
-import Synchronization
+import MXCore
 
 /// The rate limit of `reresolve` (PROTOCOL.md §5.5): a name's background re-resolution starts at
 /// most once per `interval`. Any peer may ask, so the table of names is bounded; past `capacity`
@@ -21,7 +21,7 @@ final class ReresolveLimit: Sendable {
         var head = 0
     }
 
-    private let table = Mutex(Table())
+    private let table = PthreadMutex(Table())
     let interval: Double
     let capacity: Int
 

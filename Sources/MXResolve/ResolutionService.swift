@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 import Logging
 import MXCore
 import MXRender
@@ -38,9 +37,9 @@ public final class ResolutionService: Sendable {
         /// Wire text of answers whose rendering does not change between hits (no inet_ntop per hit).
         var rendered: [String: [UInt8]] = [:]
     }
-    private let memory = Mutex(Memory())
+    private let memory = PthreadMutex(Memory())
     /// Names with a resolution in flight → who waits for it.
-    private let inflight = Mutex<[String: [Completion]]>([:])
+    private let inflight = PthreadMutex<[String: [Completion]]>([:])
     /// Store writes happen here, off the I/O threads and off the request path.
     private let writer = DispatchQueue(label: "mxresolved.cache-writer")
     private let work = DispatchQueue(label: "mxresolved.resolutions", attributes: .concurrent)

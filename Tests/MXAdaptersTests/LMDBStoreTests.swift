@@ -225,6 +225,18 @@ final class LMDBStoreTests: XCTestCase {
         guard case .damaged = LMDBStore.verify(directory: dir) else { return XCTFail("a zeroed free-list page was not seen") }
     }
 
+    /// The verifier child gets a sanitizer's options (so its reports land where the run collects
+    /// them), with the sanitizer's SIGSEGV and SIGBUS handlers off: dying of those is its verdict.
+    func testVerifierChildGetsSanitizerOptionsWithCrashSignalsLeftToTheVerdict() throws {
+        let saved = getenv("ASAN_OPTIONS").map { String(cString: $0) }
+        defer { if let saved { setenv("ASAN_OPTIONS", saved, 1) } else { unsetenv("ASAN_OPTIONS") } }
+        setenv("ASAN_OPTIONS", "log_path=/tmp/mxr-reports/asan", 1)
+        let echo = CacheVerifier(executable: "/bin/sh", arguments: ["-c", "echo \"damaged: $ASAN_OPTIONS\"; exit 1", "sh"])
+        XCTAssertEqual(echo.verify(dir), .damaged("log_path=/tmp/mxr-reports/asan:handle_segv=0:handle_sigbus=0"))
+        unsetenv("ASAN_OPTIONS")
+        XCTAssertEqual(echo.verify(dir), .damaged(""), "no sanitizer, no options")
+    }
+
     func testCleanCloseMarkSparesTheVerifierUntilTheFileChanges() throws {
         try closedCache(10)
         XCTAssertTrue(CleanCloseMark.matches(dir), "an orderly close leaves a matching mark")

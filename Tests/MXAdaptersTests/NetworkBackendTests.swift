@@ -1,6 +1,5 @@
 import XCTest
 import Foundation
-import Synchronization
 import MXCore
 import MXTestSupport
 @testable import MXAdapters
@@ -343,7 +342,7 @@ final class NetworkBackendTests: XCTestCase {
         c.maxHTTPSInFlight = 2
         c.extraCAFile = w.caFile
         let b = try NetworkBackend(config: c)
-        let calls = Mutex<[Int: Int]>([:])
+        let calls = PthreadMutex<[Int: Int]>([:])
         let done = expectation(description: "all completions")
         let total = 30
         done.expectedFulfillmentCount = total

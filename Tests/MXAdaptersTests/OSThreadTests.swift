@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Foundation
 import XCTest
-import Synchronization
+import MXCore
 import MXAdapters
 import MXTestSupport
 
@@ -11,7 +11,7 @@ final class OSThreadTests: XCTestCase {
     /// The owner-thread check that loop-only code relies on: true on the thread, false elsewhere.
     func testIsCurrentOnlyOnItsOwnThreadAndJoinWaitsForTheBody() throws {
         let thread = OSThread(name: "mxr-test-thread-long-name")
-        let seen = Mutex<(inside: Bool?, name: String?)>((nil, nil))
+        let seen = PthreadMutex<(inside: Bool?, name: String?)>((nil, nil))
         XCTAssertFalse(thread.isCurrent, "not started yet")
         try thread.start {
             usleep(20_000)

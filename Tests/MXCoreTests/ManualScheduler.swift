@@ -1,4 +1,3 @@
-import Synchronization
 import MXCore
 
 /// A `Scheduler` on a clock that moves only when the test says so: timed work runs inside
@@ -8,7 +7,7 @@ final class ManualScheduler: Scheduler {
         let due: Int
         let work: @Sendable () -> Void
     }
-    private let state = Mutex<(now: Int, timers: [Timer])>((0, []))
+    private let state = PthreadMutex<(now: Int, timers: [Timer])>((0, []))
 
     func schedule(afterMilliseconds milliseconds: Int, _ work: @escaping @Sendable () -> Void) {
         state.withLock { $0.timers.append(Timer(due: $0.now + milliseconds, work: work)) }

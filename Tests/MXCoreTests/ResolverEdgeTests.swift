@@ -1,5 +1,4 @@
 import XCTest
-import Synchronization
 @testable import MXCore
 
 /// The algorithm where DNS or the well-known host misbehave in ways that must not fail or
@@ -81,7 +80,7 @@ extension ResolverTests {
         backend.clock.withLock { $0 = { scheduler.now } }
         let resolver = ServerResolver(backend: backend, settings: ResolverSettings(ipPolicy: allowAll, randomBelow: { _ in 0 }),
                                       scheduler: scheduler)
-        let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
+        let box = PthreadMutex<Result<Resolution, ResolutionFailure>?>(nil)
         resolver.resolve("testserv", wellKnownAttempts: attempts) { r in box.withLock { $0 = r } }
         for _ in 0..<10 where box.withLock({ $0 == nil }) { scheduler.advance(milliseconds: 100) }
         return (box.withLock { $0 }, backend.fetchTimes.withLock { $0 })
@@ -118,14 +117,14 @@ extension ResolverTests {
 /// A fake whose well-known answers come from a list, one per fetch (then connection refused).
 final class SequencedWellKnownBackend: LookupBackend {
     let fake: FakeBackend
-    let answers: Mutex<[Result<HTTPSResponse, HTTPSError>]>
-    let fetchTimes = Mutex<[Int]>([])
+    let answers: PthreadMutex<[Result<HTTPSResponse, HTTPSError>]>
+    let fetchTimes = PthreadMutex<[Int]>([])
     /// The test clock (ms) each fetch is stamped with.
-    let clock = Mutex<@Sendable () -> Int>({ 0 })
+    let clock = PthreadMutex<@Sendable () -> Int>({ 0 })
 
     init(_ world: FakeBackend.World, wellKnown: [Result<HTTPSResponse, HTTPSError>]) {
         fake = FakeBackend(world)
-        answers = Mutex(wellKnown)
+        answers = PthreadMutex(wellKnown)
     }
 
     func querySRV(_ name: String, completion: @escaping @Sendable (Result<[SRVRecord], DNSError>) -> Void) {

@@ -1,5 +1,4 @@
 import XCTest
-import Synchronization
 @testable import MXCore
 
 /// A scripted backend for pure-logic tests of the algorithm (the real servers are in MXIntegrationTests).
@@ -10,7 +9,7 @@ final class FakeBackend: LookupBackend {
         var https: [String: Result<HTTPSResponse, HTTPSError>] = [:]
     }
     let world: World
-    let log = Mutex<[String]>([])
+    let log = PthreadMutex<[String]>([])
     init(_ world: World) { self.world = world }
 
     func querySRV(_ name: String, completion: @escaping @Sendable (Result<[SRVRecord], DNSError>) -> Void) {
@@ -42,7 +41,7 @@ final class ResolverTests: XCTestCase {
         let resolver = ServerResolver(backend: backend, settings: ResolverSettings(ipPolicy: policy ?? allowAll, now: { 1_000_000 },
                                                                                    randomBelow: { _ in 0 }),
                                       scheduler: ManualScheduler())
-        let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
+        let box = PthreadMutex<Result<Resolution, ResolutionFailure>?>(nil)
         resolver.resolve(name, knownWellKnown: known) { r in box.withLock { $0 = r } }
         let result = box.withLock { $0 }
         XCTAssertNotNil(result, "fake backend completes synchronously")
@@ -247,7 +246,7 @@ final class ResolverCancellationTests: XCTestCase {
     func testCancelCompletesOnceWithCancelled() {
         let scheduler = ManualScheduler()
         let resolver = ServerResolver(backend: StalledBackend(), settings: ResolverSettings(), scheduler: scheduler)
-        let calls = Mutex<[FailureCode]>([])
+        let calls = PthreadMutex<[FailureCode]>([])
         let handle = resolver.resolve("stalled.example") { r in
             if case .failure(let f) = r { calls.withLock { $0.append(f.code) } }
         }
@@ -264,7 +263,7 @@ final class ResolverCancellationTests: XCTestCase {
         settings.resolutionTimeoutMs = 100
         let scheduler = ManualScheduler()
         let resolver = ServerResolver(backend: StalledBackend(), settings: settings, scheduler: scheduler)
-        let codes = Mutex<[FailureCode]>([])
+        let codes = PthreadMutex<[FailureCode]>([])
         resolver.resolve("stalled.example:8448") { r in
             if case .failure(let f) = r { codes.withLock { $0.append(f.code) } }
         }
@@ -282,7 +281,7 @@ final class ResolverCancellationTests: XCTestCase {
         var settings = ResolverSettings(now: { Double(scheduler.now) / 1000 })
         settings.resolutionTimeoutMs = resolutionMs
         settings.dnsLookupMaxMs = dnsLookupMaxMs
-        let box = Mutex<ResolutionFailure?>(nil)
+        let box = PthreadMutex<ResolutionFailure?>(nil)
         ServerResolver(backend: StalledBackend(), settings: settings, scheduler: scheduler).resolve("stalled.example:8448") { r in
             if case .failure(let f) = r { box.withLock { $0 = f } }
         }

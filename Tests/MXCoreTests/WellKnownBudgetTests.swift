@@ -1,5 +1,4 @@
 import XCTest
-import Synchronization
 @testable import MXCore
 
 /// The well-known phase's one budget (every redirect hop) on a manual clock: a slow redirect chain
@@ -46,7 +45,7 @@ final class WellKnownBudgetTests: XCTestCase {
         s.dnsLookupMaxMs = 300
         XCTAssertEqual(s.wellKnownBudgetMs, 1_500)
         let resolver = ServerResolver(backend: SlowBackend(world, delays: delays, scheduler: scheduler), settings: s, scheduler: scheduler)
-        let box = Mutex<(Result<Resolution, ResolutionFailure>, Int)?>(nil)
+        let box = PthreadMutex<(Result<Resolution, ResolutionFailure>, Int)?>(nil)
         resolver.resolve("testserv") { r in box.withLock { $0 = (r, scheduler.now) } }
         for _ in 0..<40 where box.withLock({ $0 == nil }) { scheduler.advance(milliseconds: 100) }
         let done = box.withLock { $0 }

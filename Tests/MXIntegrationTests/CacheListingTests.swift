@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Synchronization
+import MXCore
 import MXTestSupport
 import MXProtocol
 
@@ -49,7 +50,7 @@ final class CacheListingTests: XCTestCase {
         let hitter = try daemon.client()
         XCTAssertEqual(ResponseLine(try hitter.request(hit)[0])["source"], "cache")
 
-        let listings = Mutex(0)
+        let listings = PthreadMutex(0)
         let stop = Atomic<Bool>(false)
         let lister = try daemon.client()
         let listerDone = DispatchSemaphore(value: 0)

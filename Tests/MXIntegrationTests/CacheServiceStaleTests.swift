@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 import Logging
-import Synchronization
 import MXCore
 import MXAdapters
 @testable import MXResolve
@@ -113,7 +112,7 @@ extension CacheServiceTests {
 
         // The fetch has been outstanding 20 s by the deadline, twice what a sent fetch can take.
         let done = DispatchSemaphore(value: 0)
-        let box = Mutex<ResolutionService.Reply?>(nil)
+        let box = PthreadMutex<ResolutionService.Reply?>(nil)
         service.resolve("busy.test") { r in box.withLock { $0 = r }; done.signal() }
         clock.advance(20)
         XCTAssertEqual(done.wait(timeout: .now() + 5), .success)

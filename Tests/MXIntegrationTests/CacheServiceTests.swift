@@ -1,6 +1,5 @@
 import Foundation
 import XCTest
-import Synchronization
 import Logging
 import MXCore
 import MXAdapters
@@ -16,12 +15,12 @@ final class CacheServiceTests: XCTestCase {
             var addresses: [String: Result<AddressSet, DNSError>] = [:]
             var https: [String: Result<HTTPSResponse, HTTPSError>] = [:]
         }
-        let world = Mutex(World())
+        let world = PthreadMutex(World())
         let clock: Clock
-        let gets = Mutex<[(url: String, at: Double)]>([])
+        let gets = PthreadMutex<[(url: String, at: Double)]>([])
         /// URLs whose fetches hang until `release` (a well-known host that stalls).
-        let stalled = Mutex<Set<String>>([])
-        let held = Mutex<[@Sendable (Result<HTTPSResponse, HTTPSError>) -> Void]>([])
+        let stalled = PthreadMutex<Set<String>>([])
+        let held = PthreadMutex<[@Sendable (Result<HTTPSResponse, HTTPSError>) -> Void]>([])
         init(clock: Clock) { self.clock = clock }
 
         /// Ends every hanging fetch with `result`; returns how many there were.
@@ -53,7 +52,7 @@ final class CacheServiceTests: XCTestCase {
     }
 
     final class Clock: Sendable {
-        private let t = Mutex(1_800_000_000.0)
+        private let t = PthreadMutex(1_800_000_000.0)
         var now: Double { t.withLock { $0 } }
         func advance(_ s: Double) { t.withLock { $0 += s } }
     }
@@ -87,7 +86,7 @@ final class CacheServiceTests: XCTestCase {
         defer { settle() }
         if let hit = service.cachedReply(for: name) { return hit }
         let done = DispatchSemaphore(value: 0)
-        let box = Mutex<ResolutionService.Reply?>(nil)
+        let box = PthreadMutex<ResolutionService.Reply?>(nil)
         service.resolve(name) { r in box.withLock { $0 = r }; done.signal() }
         XCTAssertEqual(done.wait(timeout: .now() + 5), .success)
         return box.withLock { $0 }!

@@ -1,5 +1,4 @@
 import XCTest
-import Synchronization
 import MXCore
 import MXAdapters
 import MXTestSupport
@@ -69,7 +68,7 @@ extension ResolverWorldTests {
         s.dnsLookupMaxMs = 300
         let resolver = ServerResolver(backend: Self.backend, settings: s, scheduler: DispatchScheduler())
         let done = expectation(description: "resolved")
-        let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
+        let box = PthreadMutex<Result<Resolution, ResolutionFailure>?>(nil)
         resolver.resolve("wk-slowchain.test") { r in
             box.withLock { $0 = r }
             done.fulfill()
@@ -186,7 +185,7 @@ final class ConnectingBackendTests: XCTestCase {
 
     func addresses(_ backend: NetworkBackend, _ host: String) -> Result<AddressSet, DNSError>? {
         let done = expectation(description: host)
-        let box = Mutex<Result<AddressSet, DNSError>?>(nil)
+        let box = PthreadMutex<Result<AddressSet, DNSError>?>(nil)
         backend.queryAddresses(host) { r in
             box.withLock { $0 = r }
             done.fulfill()
@@ -201,7 +200,7 @@ final class ConnectingBackendTests: XCTestCase {
         s.wellKnownTotalTimeoutMs = 1_500
         s.dnsLookupMaxMs = 900
         let done = expectation(description: name)
-        let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
+        let box = PthreadMutex<Result<Resolution, ResolutionFailure>?>(nil)
         ServerResolver(backend: backend, settings: s, scheduler: DispatchScheduler()).resolve(name) { r in
             box.withLock { $0 = r }
             done.fulfill()

@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 import MXTestSupport
-import Synchronization
 import MXCore
 import MXResolve
 import MXProtocol
@@ -145,7 +144,7 @@ final class DaemonTests: XCTestCase {
     func testTwoHundredConcurrentRequestsForOneColdNameMakeOneUpstreamResolution() throws {
         try Self.world.resetCounts()
         let group = DispatchGroup()
-        let answers = Mutex<[String]>([])
+        let answers = PthreadMutex<[String]>([])
         for _ in 0..<200 {
             group.enter()
             DispatchQueue.global().async { [daemon] in
@@ -406,14 +405,18 @@ final class DaemonTests: XCTestCase {
         let rssStalled = residentKiB(pid)
         print("budget: daemon took \(sentBytes) bytes of requests before it stopped reading; RSS \(rssBefore) -> \(rssStalled) KiB")
         XCTAssertLessThan(sentBytes, totalLines * line.count / 4, "the daemon stopped reading")
-        XCTAssertLessThan(rssStalled - rssBefore, 24 * 1024, "held answers are bounded")
+        // AddressSanitizer keeps freed memory in quarantine and pads every block, so its RSS says
+        // nothing about what the daemon holds; the plain run checks the bound.
+        if ProcessInfo.processInfo.environment["MXRESOLVED_TEST_SANITIZER"] != "address" {
+            XCTAssertLessThan(rssStalled - rssBefore, 24 * 1024, "held answers are bounded")
+        }
 
         // Finish the last partial line, half-close, and read everything: the slow answer first,
         // then every other answer in request order.
         _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) & ~O_NONBLOCK)
         let lines = sentBytes / line.count + (sentBytes % line.count == 0 ? 0 : 1)
         let rest = sentBytes % line.count == 0 ? [] : Array(line[(sentBytes % line.count)...])
-        let answers = Mutex<[ResponseLine]>([])
+        let answers = PthreadMutex<[ResponseLine]>([])
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             var got: [ResponseLine] = []
@@ -436,7 +439,7 @@ final class DaemonTests: XCTestCase {
 
     func testSIGKILLDuringWriteStormKeepsEveryAcknowledgedEntry() throws {
         let client = try daemon.client()
-        let acknowledged = Mutex<[String]>([])
+        let acknowledged = PthreadMutex<[String]>([])
         let writer = Thread {
             for i in 0..<100_000 {
                 let name = "1.2.\(i / 250).\(i % 250 + 1)"

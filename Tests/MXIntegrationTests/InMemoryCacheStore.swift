@@ -1,10 +1,9 @@
-import Synchronization
 import MXCore
 
 /// A `CacheStore` in memory, for the cache service's tests. Entries go through `CacheRecord` as in
 /// the LMDB store, so what the service reads back is what a real store would give it.
 final class InMemoryCacheStore: CacheStore {
-    private let records = Mutex<[String: [UInt8]]>([:])
+    private let records = PthreadMutex<[String: [UInt8]]>([:])
 
     func get(_ name: String) -> CacheEntry? {
         records.withLock { $0[name] }.flatMap { try? CacheRecord.decode(key: name, $0) }

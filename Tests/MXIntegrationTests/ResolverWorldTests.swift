@@ -1,6 +1,5 @@
 import XCTest
 import MXTestSupport
-import Synchronization
 import MXCore
 import MXAdapters
 
@@ -22,7 +21,7 @@ final class ResolverWorldTests: XCTestCase {
 
     func resolve(_ name: String, policy: IPPolicy? = nil) -> Result<Resolution, ResolutionFailure> {
         let done = expectation(description: name)
-        let box = Mutex<Result<Resolution, ResolutionFailure>?>(nil)
+        let box = PthreadMutex<Result<Resolution, ResolutionFailure>?>(nil)
         Self.resolver(policy: policy).resolve(name) { r in
             box.withLock { $0 = r }
             done.fulfill()
@@ -259,7 +258,7 @@ final class ResolverWorldTests: XCTestCase {
         let resolver = Self.resolver()
         let total = 2_000
         let group = DispatchGroup()
-        let results = Mutex<(ok: Int, failed: Int, slowest: Double, stalledTook: Double)>((0, 0, 0, 0))
+        let results = PthreadMutex<(ok: Int, failed: Int, slowest: Double, stalledTook: Double)>((0, 0, 0, 0))
         let start = wallClockSeconds()
         group.enter()
         resolver.resolve("wk-stall.test") { r in

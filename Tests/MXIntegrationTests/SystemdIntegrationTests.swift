@@ -3,7 +3,7 @@ import XCTest
 import MXTestSupport
 import MXProtocol
 @testable import MXResolve
-import Synchronization
+import MXCore
 
 /// The daemon under systemd's eyes, through the real binary: sd_notify datagrams (READY, WATCHDOG,
 /// RELOADING, STOPPING) to a NOTIFY_SOCKET this test listens on, journal log lines, and SIGHUP
@@ -248,8 +248,8 @@ final class SystemdIntegrationTests: XCTestCase {
     func testWatchdogPingsOnlyWhileProbesAnswer() throws {
         let listener = try NotifyListener(path: "/tmp/mxsd-notify-\(getpid())-4")
         let notifier = try XCTUnwrap(SystemdNotifier(notifySocket: listener.path))
-        let pending = Mutex<[@Sendable () -> Void]>([])
-        let lateReports = Mutex(0)
+        let pending = PthreadMutex<[@Sendable () -> Void]>([])
+        let lateReports = PthreadMutex(0)
         let probe: Watchdog.Probe = { answered in pending.withLock { $0.append(answered) } }
         let watchdog = Watchdog(notifier: notifier, probes: [probe, probe]) { _ in lateReports.withLock { $0 += 1 } }
 

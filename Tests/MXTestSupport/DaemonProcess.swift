@@ -1,7 +1,7 @@
 import Foundation
 import MXResolve
 import MXProtocol
-import Synchronization
+import MXCore
 
 /// A real `mxresolved` process for end-to-end tests, pointed at the test world.
 public final class DaemonProcess: @unchecked Sendable {
@@ -21,7 +21,7 @@ public final class DaemonProcess: @unchecked Sendable {
         return url.path
     }()
 
-    private static let counter = Mutex(0)
+    private static let counter = PthreadMutex(0)
     public static func nextIndex() -> Int { counter.withLock { $0 += 1; return $0 } }
 
     public static var daemonBinary: String { "\(binDir)/mxresolved" }

@@ -29,6 +29,17 @@ public struct CacheVerifier: Sendable {
         #endif
     }
 
+    /// A build with a sanitizer (`scripts/test --sanitize`): its options reach the child too, so the
+    /// child's reports land where the run collects them, with the sanitizer's handlers for SIGSEGV
+    /// and SIGBUS off, because dying of that signal is how the child reports a damaged page.
+    static func sanitizerOptions() -> [String] {
+        ["TSAN_OPTIONS", "ASAN_OPTIONS", "LSAN_OPTIONS"].compactMap { name in
+            guard let value = getenv(name) else { return nil }
+            let options = String(cString: value)
+            return name == "LSAN_OPTIONS" ? "\(name)=\(options)" : "\(name)=\(options):handle_segv=0:handle_sigbus=0"
+        }
+    }
+
     /// What the child's exit says: 0 sound, 1 damaged (its last output line says why), killed by a
     /// signal or the time limit damaged; anything else (it could not run) unavailable.
     public func verify(_ directory: String) -> CacheVerdict {
@@ -45,6 +56,7 @@ public struct CacheVerifier: Sendable {
         // A crash in the child is the expected way to learn of some damage: no backtrace for it.
         var env = ["SWIFT_BACKTRACE=enable=no"]
         if let path = getenv("PATH") { env.append("PATH=" + String(cString: path)) }
+        env += Self.sanitizerOptions()
         var pid: pid_t = 0
         let rc = withCStrings(argv) { cArgv in
             withCStrings(env) { cEnv in posix_spawn(&pid, executable, &actions, nil, cArgv, cEnv) }

@@ -84,7 +84,7 @@ public final class LMDBStore: CacheStore, @unchecked Sendable {
 
     // Shared between this type's files (reads, writes, eviction, opening); nothing else uses them.
     let gate = ReadWriteLock()
-    let writer = Mutex<WriterState>(WriterState())
+    let writer = PthreadMutex<WriterState>(WriterState())
     let report: @Sendable (Event) -> Void
     // Guarded by `gate` (written only with it held exclusively).
     var env: OpaquePointer?
