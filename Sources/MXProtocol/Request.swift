@@ -67,9 +67,9 @@ public struct ParseError: Error, Sendable, Equatable {
 extension Request {
     /// Parses one request line (without its LF; a trailing CR is dropped here).
     public static func parse(_ line: ArraySlice<UInt8>) -> Result<Request, ParseError> {
+        if let plain = PlainResolve(line) { return .success(plain.request) }
         var bytes = line
         if bytes.last == 0x0D { bytes = bytes.dropLast() }
-        if let plain = parsePlainResolve(bytes) { return .success(plain) }
         func bad(_ m: String, id: String? = nil) -> Result<Request, ParseError> { .failure(ParseError(code: .badRequest, message: m, id: id)) }
         for b in bytes where b < 0x20 || b == 0x7F {
             return bad("request contains control byte 0x\(String(b, radix: 16, uppercase: true))")
@@ -121,34 +121,8 @@ extension Request {
         return .success(Request(verb, arguments, options: typed, id: id))
     }
 
-    static let resolvePrefix = Array("resolve ".utf8)
-
-    /// The hot path's common line, `resolve NAME` or `resolve NAME id=ID`, with plain visible ASCII
-    /// and no escapes: parsed without the general machinery. Anything else returns nil and goes
-    /// through `parse`, which gives the same result for these lines (the vectors check both).
+    /// The hot path's common line (see `PlainResolve`) as a request; nil for any other line.
     public static func parsePlainResolve(_ bytes: ArraySlice<UInt8>) -> Request? {
-        guard bytes.count > resolvePrefix.count, bytes.starts(with: resolvePrefix) else { return nil }
-        let rest = bytes.dropFirst(resolvePrefix.count)
-        var space: Int?
-        for i in rest.indices {
-            let b = rest[i]
-            if b == 0x20 {
-                if space != nil { return nil }
-                space = i
-            } else if b < 0x21 || b > 0x7E || b == 0x25 {
-                return nil
-            }
-        }
-        let nameBytes = rest[rest.startIndex..<(space ?? rest.endIndex)]
-        guard !nameBytes.isEmpty, !nameBytes.contains(0x3D) else { return nil }
-        var id: String?
-        if let space {
-            let token = rest[(space + 1)...]
-            guard token.count > 3, token.starts(with: [0x69, 0x64, 0x3D]) else { return nil }   // "id="
-            let value = String(decoding: token.dropFirst(3), as: UTF8.self)
-            guard Wire.isValidID(value) else { return nil }
-            id = value
-        }
-        return Request(.resolve, [String(decoding: nameBytes, as: UTF8.self)], id: id)
+        PlainResolve(bytes)?.request
     }
 }

@@ -29,15 +29,17 @@ public enum Wire {
     }
 
     private static func escape(_ s: String, alsoEscaping extra: UInt8?, into out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
         for b in s.utf8 {
             if b > 0x20 && b < 0x7F && b != 0x25 && b != extra {
                 out.append(b)
             } else {
-                out.append(0x25); out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 0xF)])
+                out.append(0x25); out.append(upperHexDigit(b >> 4)); out.append(upperHexDigit(b & 0xF))
             }
         }
     }
+
+    /// 0...15 as an upper-case hex digit (computed: a table would be an array built per call).
+    static func upperHexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x41 + v - 10 }
 
     /// Decodes %XX escapes (either hex case); nil for a bad escape or bytes that are not UTF-8.
     public static func percentDecode(_ s: Substring) -> String? {
@@ -65,9 +67,13 @@ public enum Wire {
     }
 
     /// A request id: 1 to 64 characters of `[A-Za-z0-9._-]`.
-    public static func isValidID(_ s: String) -> Bool {
-        (1...64).contains(s.utf8.count) && s.utf8.allSatisfy {
-            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D
-        }
+    public static func isValidID(_ s: String) -> Bool { isValidID(s.utf8) }
+
+    public static func isValidID<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
+        (1...64).contains(bytes.count) && bytes.allSatisfy(isIDByte)
+    }
+
+    static func isIDByte(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
     }
 }

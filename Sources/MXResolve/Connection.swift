@@ -28,11 +28,18 @@ final class Connection: @unchecked Sendable {
     private(set) var state = State.reading
     /// The events epoll watches for this connection.
     private(set) var interest = EPOLLIN.rawValue
-    private var input: [UInt8] = []
+    /// Bytes read and not yet executed are `input[inputStart..<inputEnd]`. A line is at most
+    /// `Wire.maxLineBytes` + CR + LF, so after moving a partial line to the front most of the
+    /// buffer is free for the next read.
+    private var input = [UInt8](repeating: 0, count: 16 * 1024)
+    private var inputStart = 0
+    private var inputEnd = 0
     private var output = OutputQueue()
     private var ordered = OrderedReplies()
     /// The streamed answer being sent: nothing else is queued for sending until its last page is.
-    private var stream: (any ReplyStream)?
+    private var stream: (any ReplyStream)? { didSet { streaming = stream != nil } }
+    /// `stream != nil`, without copying the existential on the hot path.
+    private var streaming = false
     private var pageRequested = false
     /// Replies whose turn has come, waiting behind `stream` (empty whenever it is nil).
     private var waiting = FIFO<Reply>()
@@ -41,7 +48,6 @@ final class Connection: @unchecked Sendable {
     private var inFlight = 0
     /// `line_too_long`, sent after every earlier request has been answered.
     private var closingNotice: [UInt8]?
-    private var readBuffer = [UInt8](repeating: 0, count: 16 * 1024)
 
     init(fd: Int32, peer: PeerCredentials, reactor: Reactor) {
         self.fd = fd
@@ -101,13 +107,20 @@ final class Connection: @unchecked Sendable {
 
     private func readInput() {
         while state == .reading && !overBudget {
-            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if inputStart > 0 {
+                let partial = inputEnd - inputStart
+                input.withUnsafeMutableBytes { b in _ = memmove(b.baseAddress!, b.baseAddress! + inputStart, partial) }
+                inputStart = 0
+                inputEnd = partial
+            }
+            let room = input.count - inputEnd
+            let n = input.withUnsafeMutableBytes { read(fd, $0.baseAddress! + inputEnd, room) }
             if n > 0 {
-                input.append(contentsOf: readBuffer[0..<n])
+                inputEnd += n
                 // Answers to every line of this read go out in one send, not one per line.
                 executeLines()
                 writeOutput()
-                if n < readBuffer.count { return }
+                if n < room { return }
             } else if n == 0 {
                 state = .draining
                 return
@@ -120,18 +133,24 @@ final class Connection: @unchecked Sendable {
 
     /// Executes the complete lines in `input`, while reading and within the output budget.
     private func executeLines() {
-        var start = 0
-        defer { if start > 0 { input.removeFirst(start) } }
         while state == .reading {
-            guard let nl = input[start...].firstIndex(of: 0x0A) else {
-                if Self.tooLong(input[start...]) { refuseLongLine(); start = 0 }
+            guard let nl = nextNewline() else {
+                if Self.tooLong(input[inputStart..<inputEnd]) { refuseLongLine() }
                 return
             }
-            let line = input[start..<nl]
-            start = nl + 1
-            if Self.tooLong(line) { refuseLongLine(); start = 0; return }
+            let line = input[inputStart..<nl]
+            inputStart = nl + 1
+            if Self.tooLong(line) { refuseLongLine(); return }
             execute(line)
             if overBudget { return }
+        }
+    }
+
+    private func nextNewline() -> Int? {
+        let (start, end) = (inputStart, inputEnd)
+        guard start < end else { return nil }
+        return input.withUnsafeBytes { b -> Int? in
+            memchr(b.baseAddress! + start, 0x0A, end - start).map { UnsafeRawPointer($0) - b.baseAddress! }
         }
     }
 
@@ -144,7 +163,8 @@ final class Connection: @unchecked Sendable {
     /// Discards the input (and everything after the over-long line) and stops reading.
     private func refuseLongLine() {
         reactor.stats.protocolErrors.add(1)
-        input.removeAll()
+        inputStart = 0
+        inputEnd = 0
         closingNotice = ResponseLine.error(.lineTooLong, "request line longer than \(Wire.maxLineBytes) bytes; closing", id: nil)
         state = .draining
     }
@@ -152,6 +172,7 @@ final class Connection: @unchecked Sendable {
     private func execute(_ line: ArraySlice<UInt8>) {
         let stats = reactor.stats
         stats.requests.add(1)
+        if let plain = PlainResolve(line), answerHit(plain) { return }
         let request: Request
         switch Request.parse(line) {
         case .success(let r):
@@ -185,6 +206,17 @@ final class Connection: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// A plainly fresh cache hit, rendered straight into the output: no request, reply or closure
+    /// built. Only where it would leave at once anyway: not behind an unanswered id-less request or a
+    /// stream, and within the in-flight limit.
+    private func answerHit(_ plain: PlainResolve) -> Bool {
+        guard !streaming, plain.id != nil || ordered.isEmpty, inFlight < Wire.maxInFlight else { return false }
+        let handler = reactor.handler
+        guard output.appendAnswer({ handler.answerHit(plain, into: &$0) }) else { return false }
+        inFlight += 1
+        return true
     }
 
     /// Puts a reply in line: at once when its request had an id, else in request order.
@@ -252,6 +284,8 @@ final class Connection: @unchecked Sendable {
         guard state != .closed else { return }
         state = .closed
         input = []
+        inputStart = 0
+        inputEnd = 0
         output.removeAll()
         ordered.removeAll()
         stream = nil

@@ -11,6 +11,9 @@ struct OrderedReplies {
     /// Bytes of answers that arrived but wait behind an earlier, unanswered request.
     private(set) var heldBytes = 0
 
+    /// No id-less request is waiting for its answer to leave.
+    var isEmpty: Bool { head == slots.count }
+
     /// Reserves the next place in line.
     mutating func reserve() -> Ticket {
         slots.append(nil)

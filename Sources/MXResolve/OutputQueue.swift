@@ -23,6 +23,13 @@ struct OutputQueue {
         if endsAnswer { ends.append(dropped + bytes.count) }
     }
 
+    /// Lets `render` append one whole answer in place; it returns false having appended nothing.
+    mutating func appendAnswer(_ render: (inout [UInt8]) -> Bool) -> Bool {
+        guard render(&bytes) else { return false }
+        ends.append(dropped + bytes.count)
+        return true
+    }
+
     enum WriteResult { case sent(answers: Int), failed }
 
     /// Sends what the socket takes now; reports how many answers left completely.

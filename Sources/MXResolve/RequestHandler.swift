@@ -199,6 +199,17 @@ public final class RequestHandler: RequestHandling {
 
     // MARK: resolve
 
+    public func answerHit(_ request: PlainResolve, into output: inout [UInt8]) -> Bool {
+        guard !shuttingDown.load(ordering: .relaxed) else { return false }
+        let started = wallClockSeconds()
+        let now = service.now()
+        guard let hit = service.plainlyFreshHit(for: String(decoding: request.name, as: UTF8.self), now: now) else { return false }
+        hit.write(id: request.id, now: now, into: &output)
+        stats.hits.add(1)
+        stats.hitLatency.record(seconds: wallClockSeconds() - started)
+        return true
+    }
+
     func resolve(_ request: Request, respond: @escaping @Sendable ([UInt8]) -> Void) {
         let name = request.arguments[0]
         let started = wallClockSeconds()

@@ -30,12 +30,34 @@ public final class ResolutionService: Sendable {
     let logger: Logger
     let now: @Sendable () -> Double
     /// Decoded entries of names in use (the store holds them all) and when each was last used
-    /// (written to the store in batches, never per hit). One lock for all of it, so a hit takes it once.
+    /// (written to the store in batches, never per hit). One lock for all of it, and one dictionary
+    /// look-up per hit.
     private struct Memory {
-        var entries: [String: CacheEntry] = [:]
-        var touched: [String: Double] = [:]
-        /// Wire text of answers whose rendering does not change between hits (no inet_ntop per hit).
-        var rendered: [String: [UInt8]] = [:]
+        var names: [String: Cached] = [:]
+        /// Names whose `lastUsed` the store has not been told yet.
+        var touchedNames: [String] = []
+        /// Last-use times of names dropped from memory before they were written.
+        var droppedTouches: [String: Double] = [:]
+    }
+    /// A class, so a hit's look-up copies one reference, not the entry. Touched only under the
+    /// `memory` lock: that is what makes `@unchecked Sendable` sound.
+    private final class Cached: @unchecked Sendable {
+        let entry: CacheEntry
+        /// The answer's text while it is plainly fresh (no inet_ntop, no rendering per hit).
+        let hit: HitText?
+        /// When a request last used it, until written to the store.
+        var lastUsed: Double?
+
+        init(_ name: String, _ entry: CacheEntry) {
+            self.entry = entry
+            hit = HitText(name: name, entry: entry)
+        }
+
+        /// Marks it used at `t`; true when no earlier use waits to be written.
+        func use(at t: Double) -> Bool {
+            defer { lastUsed = t }
+            return lastUsed == nil
+        }
     }
     private let memory = PthreadMutex(Memory())
     /// Names with a resolution in flight → who waits for it.
@@ -59,24 +81,28 @@ public final class ResolutionService: Sendable {
 
     // MARK: Hot path
 
-    /// A fresh cached reply, or nil when the request needs the network. Runs on the caller's thread.
+    /// The hottest path: the text of a plainly fresh answer held in memory (nil for anything else,
+    /// which `cachedReply` decides). One lock, one look-up.
+    func plainlyFreshHit(for name: String, now t: Double) -> HitText? {
+        memory.withLock { m -> HitText? in
+            guard let cached = m.names[name], let hit = cached.hit, t < hit.freshUntil else { return nil }
+            if cached.use(at: t) { m.touchedNames.append(name) }
+            return hit
+        }
+    }
+
+    /// A cached reply, or nil when the request needs the network. Runs on the caller's thread.
     public func cachedReply(for name: String) -> Reply? {
         let t = now()
-        let (inMemory, rendered) = memory.withLock { m -> (CacheEntry?, [UInt8]?) in
-            guard let e = m.entries[name] else { return (nil, nil) }
-            m.touched[name] = t
-            return (e, m.rendered[name])
+        let inMemory = memory.withLock { m -> (entry: CacheEntry, fields: [UInt8]?)? in
+            guard let cached = m.names[name] else { return nil }
+            if cached.use(at: t) { m.touchedNames.append(name) }
+            return (cached.entry, cached.hit?.fields)
         }
-        guard let entry = inMemory ?? loadFromStore(name) else { return nil }
-        if inMemory == nil { memory.withLock { $0.touched[name] = t } }
+        guard let (entry, fields) = inMemory ?? loadFromStore(name, touchedAt: t) else { return nil }
         switch CacheRules.serving(entry, now: t) {
         case .fresh(let answer, let refreshAhead):
             if refreshAhead { refresh(name) }
-            var fields = rendered
-            if fields == nil, let fixed = AnswerRender.fixedAnswerFields(answer) {
-                fields = fixed
-                memory.withLock { if $0.entries[name] == entry { $0.rendered[name] = fixed } }
-            }
             return Reply(serverName: name, answer: answer, failure: nil, source: .cache,
                          expiresIn: Int(entry.expiresAt - t), trace: [], renderedFields: fields)
         case .stale(let good, let revalidate):
@@ -92,32 +118,36 @@ public final class ResolutionService: Sendable {
     }
 
     func entry(for name: String) -> CacheEntry? {
-        memory.withLock({ $0.entries[name] }) ?? loadFromStore(name)
+        memory.withLock({ $0.names[name]?.entry }) ?? loadFromStore(name, touchedAt: nil)?.entry
     }
 
-    private func loadFromStore(_ name: String) -> CacheEntry? {
+    private func loadFromStore(_ name: String, touchedAt: Double?) -> (entry: CacheEntry, fields: [UInt8]?)? {
         guard let e = store.get(name) else { return nil }
-        remember(name, e)
-        return e
+        let cached = remember(name, e, touchedAt: touchedAt)
+        return (e, cached.hit?.fields)
     }
 
-    /// Keeps `entry` in memory; past `memoryLimit` names, an eighth of them (in hash order, so
-    /// effectively at random) fall back to being read from the store on their next use.
-    private func remember(_ name: String, _ entry: CacheEntry) {
+    /// Keeps `entry` in memory (its last use carried over, or `touchedAt`); past `memoryLimit` names,
+    /// an eighth of them (in hash order, so effectively at random) fall back to being read from the
+    /// store on their next use.
+    @discardableResult
+    private func remember(_ name: String, _ entry: CacheEntry, touchedAt: Double? = nil) -> Cached {
+        let cached = Cached(name, entry)
         let limit = memoryLimit
         memory.withLock { m in
-            m.entries[name] = entry
-            m.rendered.removeValue(forKey: name)
-            if m.entries.count > limit {
-                for key in Array(m.entries.keys.prefix(max(1, limit / 8))) where key != name {
-                    m.entries.removeValue(forKey: key)
-                    m.rendered.removeValue(forKey: key)
+            cached.lastUsed = touchedAt ?? m.names[name]?.lastUsed
+            if cached.lastUsed != nil && m.names[name]?.lastUsed == nil { m.touchedNames.append(name) }
+            m.names[name] = cached
+            if m.names.count > limit {
+                for key in Array(m.names.keys.lazy.filter({ $0 != name }).prefix(max(1, limit / 8))) {
+                    if let t = m.names.removeValue(forKey: key)?.lastUsed { m.droppedTouches[key] = t }
                 }
             }
         }
+        return cached
     }
 
-    public var memoryCount: Int { memory.withLock { $0.entries.count } }
+    public var memoryCount: Int { memory.withLock { $0.names.count } }
 
     // MARK: Misses, coalesced
 
@@ -275,19 +305,13 @@ public final class ResolutionService: Sendable {
         var removed = 0
         switch scope {
         case .all:
-            memory.withLock { m in
-                m.entries = m.entries.filter { keep($0.value) }
-                m.rendered = m.rendered.filter { m.entries[$0.key] != nil }
-            }
+            memory.withLock { m in m.names = m.names.filter { keep($0.value.entry) } }
             removed = store.deleteAll { !keep($0) }
         case .names(let names):
             for n in names {
                 let e = entry(for: n)
                 guard let e, !keep(e) else { continue }
-                memory.withLock { m in
-                    m.entries.removeValue(forKey: n)
-                    m.rendered.removeValue(forKey: n)
-                }
+                memory.withLock { m in _ = m.names.removeValue(forKey: n) }
                 if store.delete(n) { removed += 1 }
             }
         }
@@ -306,8 +330,14 @@ public final class ResolutionService: Sendable {
     /// Writes batched last-use times (called periodically and at shutdown).
     public func flushTouches() {
         let batch = memory.withLock { m -> [String: Double] in
-            let b = m.touched
-            m.touched = [:]
+            var b = m.droppedTouches
+            m.droppedTouches = [:]
+            for name in m.touchedNames {
+                guard let cached = m.names[name], let t = cached.lastUsed else { continue }
+                b[name] = t
+                cached.lastUsed = nil
+            }
+            m.touchedNames = []
             return b
         }
         if batch.isEmpty { return }

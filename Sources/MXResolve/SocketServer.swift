@@ -24,6 +24,13 @@ public struct PeerCredentials: Sendable {
 /// on the thread that read the request) or later from any thread (a miss, a flush).
 public protocol RequestHandling: Sendable {
     func handle(_ request: Request, peer: PeerCredentials, reply: @escaping @Sendable (Reply) -> Void)
+    /// The hot path: appends the answer to `request` when the cache answers it as it stands (a
+    /// plainly fresh hit) and returns true; appends nothing and returns false when it needs `handle`.
+    func answerHit(_ request: PlainResolve, into output: inout [UInt8]) -> Bool
+}
+
+extension RequestHandling {
+    public func answerHit(_ request: PlainResolve, into output: inout [UInt8]) -> Bool { false }
 }
 
 public enum SocketServerError: Error, CustomStringConvertible {

@@ -167,6 +167,35 @@ final class CacheServiceTests: XCTestCase {
         XCTAssertEqual(ask("perm.test").answer?.step, .defaultPort)
     }
 
+    /// Hits answered from the pre-rendered text and hits through `CacheRules` both record the last
+    /// use; the store learns it in one batch, also for a name dropped from memory meanwhile.
+    func testEveryHitRecordsItsLastUseAndTheStoreGetsItInABatch() {
+        let c = clock!
+        let settings = ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: []), now: { c.now })
+        service = ResolutionService(resolver: ServerResolver(backend: backend, settings: settings, scheduler: DispatchScheduler()),
+                                    store: store, stats: Statistics(), logger: Logger(label: "test"), memoryLimit: 8, now: { c.now })
+        let t0 = clock.now
+        XCTAssertEqual(ask("192.0.2.1").source, .network)
+        service.drainWrites()
+        XCTAssertEqual(store.lastUsed(of: "192.0.2.1"), t0)
+
+        clock.advance(10)
+        XCTAssertNotNil(service.plainlyFreshHit(for: "192.0.2.1", now: clock.now))
+        XCTAssertNil(service.plainlyFreshHit(for: "192.0.2.2", now: clock.now), "not cached")
+        XCTAssertEqual(store.lastUsed(of: "192.0.2.1"), t0, "not written per hit")
+        service.flushTouches()
+        service.drainWrites()
+        XCTAssertEqual(store.lastUsed(of: "192.0.2.1"), t0 + 10)
+
+        clock.advance(10)
+        XCTAssertEqual(service.cachedReply(for: "192.0.2.1")?.source, .cache)
+        for i in 2...40 { XCTAssertEqual(ask("192.0.2.\(i)").source, .network) }
+        XCTAssertLessThanOrEqual(service.memoryCount, 8)
+        service.flushTouches()
+        service.drainWrites()
+        XCTAssertEqual(store.lastUsed(of: "192.0.2.1"), t0 + 20, "kept across being dropped from memory")
+    }
+
     func testRefreshAheadStartsInTheLastFifthOfTheLifetime() {
         delegate("busy.test", maxAge: 1000, ownAddress: "1.2.3.8")
         XCTAssertEqual(ask("busy.test").source, .network)

@@ -31,6 +31,11 @@ final class InMemoryCacheStore: CacheStore {
         return CacheScanPage(entries: page.compactMap(get), next: page.count < keys.count ? page.last : nil)
     }
 
+    /// The last use the record holds.
+    func lastUsed(of name: String) -> Double? {
+        records.withLock { $0[name] }.flatMap { bytes in bytes.withUnsafeBytes { CacheRecord.header($0)?.lastUsed } }
+    }
+
     func touch(_ lastUsed: [String: Double]) -> Int {
         records.withLock { records in
             var updated = 0

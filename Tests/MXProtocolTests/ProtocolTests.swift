@@ -6,16 +6,21 @@ final class RequestParseTests: XCTestCase {
     func testFastPathAgreesWithTheGeneralParser() {
         let lines = ["resolve matrix.org", "resolve matrix.org id=a-1", "resolve [::1]:8448 id=x", "resolve 1.2.3.4\r",
                      "resolve a b", "resolve a=b", "resolve ex%41mple.org", "resolve name id=bad!", "resolve name  id=x",
-                     "resolve name cache=no", "resolve", "resolve ", "resolve exämple.org"]
+                     "resolve name cache=no", "resolve", "resolve ", "resolve exämple.org", "resolve a\r\r", "resolve a id=\r",
+                     "resolve a id=x\r", "resolve a id=", "resolve a ID=x", "resolve a id=x y", "resolve a\tb",
+                     "resolve a id=" + String(repeating: "i", count: 64), "resolve a id=" + String(repeating: "i", count: 65)]
+        var accepted = 0
         for line in lines {
-            var bytes = Array(line.utf8)[...]
-            if bytes.last == 0x0D { bytes = bytes.dropLast() }
             let general = Request.parse(Array(line.utf8)[...])
-            if let fast = Request.parsePlainResolve(bytes) {
-                XCTAssertEqual(general, .success(fast), line)
+            if let fast = Request.parsePlainResolve(Array(line.utf8)[...]) {
+                XCTAssertEqual(general, .success(fast), line.debugDescription)
+                accepted += 1
             }
         }
-        XCTAssertNotNil(Request.parsePlainResolve(Array("resolve matrix.org id=a-1".utf8)[...]))
+        XCTAssertEqual(accepted, 6)
+        let plain = PlainResolve(Array("resolve matrix.org id=a-1\r".utf8)[...])
+        XCTAssertEqual(plain.map { String(decoding: $0.name, as: UTF8.self) }, "matrix.org")
+        XCTAssertEqual(plain?.id.map { String(decoding: $0, as: UTF8.self) }, "a-1")
         XCTAssertNil(Request.parsePlainResolve(Array("resolve a b".utf8)[...]))
     }
 

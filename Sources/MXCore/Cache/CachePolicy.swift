@@ -145,9 +145,14 @@ public enum CachePolicy {
 
     /// True in the last 20 % of an entry's lifetime (and not after it expired: that is a miss).
     public static func shouldRefreshAhead(fetchedAt: Double, expiresAt: Double, now: Double) -> Bool {
+        now >= refreshAheadStart(fetchedAt: fetchedAt, expiresAt: expiresAt) && now < expiresAt
+    }
+
+    /// Where the last 20 % of an entry's lifetime begins (its expiry when it has no lifetime).
+    public static func refreshAheadStart(fetchedAt: Double, expiresAt: Double) -> Double {
         let lifetime = expiresAt - fetchedAt
-        guard lifetime > 0 else { return false }
-        return now >= expiresAt - refreshAheadFraction * lifetime && now < expiresAt
+        guard lifetime > 0 else { return expiresAt }
+        return expiresAt - refreshAheadFraction * lifetime
     }
 
     /// A jitter value for the functions above, uniformly in [-1, 1].

@@ -46,6 +46,14 @@ public enum CacheRules {
         }
     }
 
+    /// The moment before which `serving(entry, now:)` is `.fresh(answer, refreshAhead: false)` for
+    /// every `now` (nil when it never is): until then a hit needs no decision, so the daemon may
+    /// answer it from text rendered once.
+    public static func plainlyFreshUntil(_ entry: CacheEntry) -> Double? {
+        guard case .answer = entry.outcome, !servesKeptDelegation(entry) else { return nil }
+        return CachePolicy.refreshAheadStart(fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt)
+    }
+
     /// Whether a failed entry may serve its last good answer: only after a temporary failure, and
     /// only until `staleGraceLimit` past the moment that answer expired.
     public static func mayServeStale(_ entry: CacheEntry, now: Double) -> Bool {
