@@ -39,8 +39,8 @@ public final class ResolutionService: Sendable {
         /// Last-use times of names dropped from memory before they were written.
         var droppedTouches: [String: Double] = [:]
     }
-    /// A class, so a hit's look-up copies one reference, not the entry. Touched only under the
-    /// `memory` lock: that is what makes `@unchecked Sendable` sound.
+    /// A class, so a hit's look-up copies one reference, not the entry. Its one variable is touched
+    /// only under the `memory` lock: that is what makes `@unchecked Sendable` sound.
     private final class Cached: @unchecked Sendable {
         let entry: CacheEntry
         /// The answer's text while it is plainly fresh (no inet_ntop, no rendering per hit).
