@@ -69,11 +69,10 @@ public enum TLSProbe {
             fd = socket
         }
         defer { close(fd) }
-        result.connectMs = monotonicMs() - started
-        let remaining = max(100, timeoutMs - (monotonicMs() - started))
-        var tv = timeval(tv_sec: remaining / 1000, tv_usec: Int((remaining % 1000) * 1000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let connectMs = monotonicMs() - started
+        result.connectMs = connectMs
+        let remaining = max(100, timeoutMs - connectMs)
+        let deadline = monotonicMs() + remaining
 
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
@@ -106,18 +105,25 @@ public enum TLSProbe {
             X509_VERIFY_PARAM_set_hostflags(param, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
             X509_VERIFY_PARAM_set1_host(param, tlsName, tlsName.utf8.count)
         }
-        let rc = SSL_connect(ssl)
-        if rc != 1 {
+        // Non-blocking, each wait bounded by what is left of the one deadline: a server that trickles
+        // a byte at a time cannot stretch the handshake past it.
+        while true {
+            let rc = SSL_connect(ssl)
+            if rc == 1 { break }
             let code = errno
-            // SO_RCVTIMEO ran out: the read fails with EAGAIN, which OpenSSL reports as "want read".
-            if SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ && (code == EAGAIN || code == EWOULDBLOCK) {
+            let wanted = SSL_get_error(ssl, rc)
+            guard wanted == SSL_ERROR_WANT_READ || wanted == SSL_ERROR_WANT_WRITE else {
+                let e = openSSLError()
+                result.handshakeError = e.isEmpty ? "the server closed the connection during the handshake (\(String(cString: strerror(code))))" : e
+                return result
+            }
+            let left = deadline - monotonicMs()
+            var pfd = pollfd(fd: fd, events: Int16(wanted == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), revents: 0)
+            if left <= 0 || (poll(&pfd, 1, Int32(left)) == 0) {
                 result.handshakeTimedOut = true
                 result.handshakeError = "timed out: no TLS answer within \(remaining) ms"
                 return result
             }
-            let e = openSSLError()
-            result.handshakeError = e.isEmpty ? "the server closed the connection during the handshake (\(String(cString: strerror(code))))" : e
-            return result
         }
         result.tlsVersion = String(cString: SSL_get_version(ssl))
         result.verifyCode = Int(SSL_get_verify_result(ssl))
@@ -139,7 +145,7 @@ public enum TLSProbe {
         return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
     }
 
-    /// A TCP connection within `timeoutMs` (non-blocking connect, then poll).
+    /// A non-blocking TCP connection within `timeoutMs` (connect, then poll).
     static func connect(_ address: IPAddress, _ port: UInt16, timeoutMs: Int) -> Result<Int32, ConnectFailure> {
         let family = address.isIPv6 ? AF_INET6 : AF_INET
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -179,8 +185,6 @@ public enum TLSProbe {
                 return .failure(ConnectFailure(e))
             }
         }
-        // Back to blocking: the handshake runs under SO_RCVTIMEO/SO_SNDTIMEO.
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         return .success(fd)
     }
 

@@ -318,13 +318,6 @@ public final class ResolutionService: Sendable {
         return removed
     }
 
-    public func allEntries() -> [CacheEntry] {
-        drainWrites()
-        var out: [CacheEntry] = []
-        store.forEach { out.append($0) }
-        return out.sorted { $0.serverName < $1.serverName }
-    }
-
     public func drainWrites() { writer.sync {} }
 
     /// Writes batched last-use times (called periodically and at shutdown).
