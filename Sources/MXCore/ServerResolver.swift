@@ -36,8 +36,9 @@ public final class ServerResolver: Sendable {
         let settings = self.settings
         let run = Run(serverName: serverName, resolver: self, settings: settings, completion: completion)
         let deadline = settings.resolutionTimeoutMs
-        // Holds the run until the deadline even if a backend drops its callbacks; a no-op once finished.
-        scheduler.schedule(afterMilliseconds: deadline) { run.failAtDeadline(deadline) }
+        // Holds the run until the deadline even if a backend drops its callbacks; the run cancels it
+        // when it completes, so a finished run's memory is not kept until then.
+        run.cancelWhenDone(scheduler.schedule(afterMilliseconds: deadline) { run.failAtDeadline(deadline) })
         run.start(knownWellKnown: knownWellKnown, wellKnownAttempts: wellKnownAttempts)
         return ResolutionHandle(run: run)
     }
@@ -54,7 +55,8 @@ final class Run: Sendable {
     let serverName: String
     let resolver: ServerResolver
     let settings: ResolverSettings
-    private let state: PthreadMutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?)>
+    private let state: PthreadMutex<(completion: ServerResolver.Completion?, trace: [String], wellKnown: WellKnownOutcome?,
+                                     timers: [any ScheduledWork])>
     private let warnings = PthreadMutex<Set<ResolutionWarning>>([])
     let lookups = OutstandingLookups()
 
@@ -62,7 +64,18 @@ final class Run: Sendable {
         self.serverName = serverName
         self.resolver = resolver
         self.settings = settings
-        self.state = PthreadMutex((completion, [], nil))
+        self.state = PthreadMutex((completion, [], nil, []))
+    }
+
+    /// A timer that holds the run (its deadline, its well-known budget): cancelled when the run
+    /// completes, at once if it already has.
+    func cancelWhenDone(_ timer: any ScheduledWork) {
+        let finished = state.withLock { s in
+            if s.completion == nil { return true }
+            s.timers.append(timer)
+            return false
+        }
+        if finished { timer.cancel() }
     }
 
     var backend: any LookupBackend { resolver.backend }
@@ -85,16 +98,17 @@ final class Run: Sendable {
         }
     }
 
-    /// Runs the completion once. The run's state is emptied on the way out, because the run itself
-    /// may be kept alive until its deadline timer fires.
+    /// Runs the completion once, and cancels the run's timers, which lets go of it. The run's state
+    /// is emptied on the way out, because a backend callback still pending may keep the run a while.
     private func complete(_ result: ([String], WellKnownOutcome?) -> Result<Resolution, ResolutionFailure>) {
-        let taken: (ServerResolver.Completion, [String], WellKnownOutcome?)? = state.withLock { s in
+        let taken: (ServerResolver.Completion, [String], WellKnownOutcome?, [any ScheduledWork])? = state.withLock { s in
             guard let c = s.completion else { return nil }
-            let out = (c, s.trace, s.wellKnown)
-            s = (nil, [], nil)
+            let out = (c, s.trace, s.wellKnown, s.timers)
+            s = (nil, [], nil, [])
             return out
         }
-        guard let (completion, trace, wellKnown) = taken else { return }
+        guard let (completion, trace, wellKnown, timers) = taken else { return }
+        for timer in timers { timer.cancel() }
         completion(result(trace, wellKnown))
     }
 

@@ -21,10 +21,12 @@ struct WellKnownFetch: Sendable {
         let deadline = run.settings.now() + Double(budget) / 1000
         let once = PthreadMutex<(@Sendable (WellKnownOutcome) -> Void)?>(completion)
         let take: @Sendable () -> (@Sendable (WellKnownOutcome) -> Void)? = { once.withLock { c in defer { c = nil }; return c } }
-        run.resolver.scheduler.schedule(afterMilliseconds: budget) { [self] in
+        let budgetTimer = run.resolver.scheduler.schedule(afterMilliseconds: budget) { [self] in
             // Only a phase still running ends here (and says so in the trace).
             take()?(failed(Self.timeoutCode, "the well-known phase (every redirect) took longer than its \(budget) ms", temporary: true))
         }
+        // It holds the run; the run's end lets go of it.
+        run.cancelWhenDone(budgetTimer)
         attempt(attempts, deadline: deadline) { take()?($0) }
     }
 

@@ -275,6 +275,36 @@ final class ResolverCancellationTests: XCTestCase {
         XCTAssertEqual(scheduler.pendingCount, 0)
     }
 
+    /// A finished resolution keeps nothing scheduled: its deadline and its well-known budget are
+    /// cancelled, and with them the closures that hold the run (not kept until the deadline).
+    func testAFinishedResolutionCancelsItsTimers() {
+        var w = FakeBackend.World()
+        w.https[wk("testserv")] = json(#"{"m.server":"deleg:443"}"#)
+        w.addresses["testserv"] = .success(v4("1.2.3.4"))
+        w.addresses["deleg"] = .success(v4("5.6.7.8"))
+        let scheduler = ManualScheduler()
+        let resolver = ServerResolver(backend: FakeBackend(w), settings: ResolverSettings(ipPolicy: IPPolicy(denied: [], allowed: [])),
+                                      scheduler: scheduler)
+        weak var run: Run?
+        let box = PthreadMutex<Result<Resolution, ResolutionFailure>?>(nil)
+        do { run = resolver.resolve("testserv") { r in box.withLock { $0 = r } }.run }
+        guard case .success(let a)? = box.withLock({ $0 }) else { return XCTFail("\(String(describing: box.withLock { $0 }))") }
+        XCTAssertEqual(a.step, .delegatedExplicitPort, "the well-known phase ran (and scheduled its budget)")
+        XCTAssertEqual(scheduler.pendingCount, 0, "deadline and well-known budget cancelled")
+        XCTAssertNil(run, "nothing holds the finished run")
+    }
+
+    func testADeadlineThatFiredCancelsTheBudgetTooAndFreesTheRun() {
+        var settings = ResolverSettings()
+        settings.resolutionTimeoutMs = 100
+        let scheduler = ManualScheduler()
+        weak var run: Run?
+        do { run = ServerResolver(backend: StalledBackend(), settings: settings, scheduler: scheduler).resolve("stalled.example") { _ in }.run }
+        scheduler.advance(milliseconds: 100)
+        XCTAssertEqual(scheduler.pendingCount, 0, "the well-known budget, still running, is cancelled with the run")
+        XCTAssertNil(run, "the stalled backend dropped its callbacks; nothing else holds the run")
+    }
+
     /// The deadline's failure, with `now` following the manual clock.
     func deadlineFailure(resolutionMs: Int, dnsLookupMaxMs: Int) -> ResolutionFailure? {
         let scheduler = ManualScheduler()
