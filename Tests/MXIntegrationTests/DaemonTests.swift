@@ -200,8 +200,13 @@ final class DaemonTests: XCTestCase {
         let after = try daemon.ask("resolve wk-plain.test")
         XCTAssertEqual(after["source"], "cache")
         XCTAssertEqual(after.all("target"), before.all("target"))
+        // This test's names only: the world is shared, and nginx logs an earlier test's wk-slow.test
+        // request when its 10 s delay ends, which can fall between the reset and this count.
+        let mine = ["wk-plain.test", "plain-deleg.test"]
         let c = try Self.world.counts()
-        XCTAssertEqual(c.wellKnown.values.reduce(0, +) + c.dns.values.reduce(0, +), 0, "no upstream traffic after restart")
+        let traffic = c.wellKnown.filter { mine.contains($0.key) }.values.reduce(0, +)
+            + c.dns.filter { key, _ in mine.contains { key.contains($0) } }.values.reduce(0, +)
+        XCTAssertEqual(traffic, 0, "no upstream traffic after restart: \(c.wellKnown) \(c.dns)")
     }
 
     func testSIGTERMAnswersInFlightRequestsAndLeavesLMDBConsistent() throws {
