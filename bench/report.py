@@ -64,7 +64,7 @@ def write(raw, out, root):
           f"`python3 bench/report.py .build/bench/raw.json BENCHMARKS.md`.", "",
           f"* date: {raw['started']} (run took {raw['total_seconds']} s)",
           f"* machine: {machine()}",
-          f"* commit: {commit}{(' + uncommitted changes in the working tree at build time: ' + dirty.replace(chr(10), ', ')) if dirty else ''} (`swift build -c release`, {swiftv})",
+          f"* commit: {commit}{(' + uncommitted changes in the working tree at build time: ' + dirty.replace(chr(10), ', ')) if dirty else ''} (`swift build -c release --static-swift-stdlib`, as `scripts/package` builds it, {swiftv})",
           f"* load average at start / end: {' '.join(raw['loadavg_start'])} / {' '.join(raw['loadavg_end'])} "
           f"— the 2 vCPUs are shared with other engineers' builds and tests, so single figures are noisy; "
           f"each hit row is the median of {raw.get('hits', {}).get('runs_per_row', '?')} runs, and the comparisons "
