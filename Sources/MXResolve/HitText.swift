@@ -22,10 +22,19 @@ final class HitText: Sendable {
         b.field("name", name)
         b.field("step", answer.step.rawValue)
         b.field("source", ResolutionService.Source.cache.rawValue)
-        head = b.bytes + Self.ttlKey
-        self.fields = fields
+        // Kept as long as the entry: exact-size copies, not the builder's 256-byte reservation
+        // (two of those were ~600 bytes per cached name, as much as the entry itself).
+        head = Self.exactCopy(b.bytes + Self.ttlKey)
+        self.fields = Self.exactCopy(fields)
         expiresAt = entry.expiresAt
         freshUntil = until
+    }
+
+    /// A copy whose buffer is its size (`Array(whole[...])` would share the original's buffer).
+    static func exactCopy(_ bytes: [UInt8]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, count in
+            count = buffer.initialize(fromContentsOf: bytes)
+        }
     }
 
     static let ok: [UInt8] = Array("ok".utf8)

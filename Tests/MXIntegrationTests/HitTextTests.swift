@@ -42,6 +42,15 @@ final class HitTextTests: XCTestCase {
         }
     }
 
+    /// Held for as long as the name is cached: the text's buffers are about its size, not the
+    /// response builder's 256-byte reservation.
+    func testTheHitTextKeepsNoSpareCapacity() throws {
+        let hit = try XCTUnwrap(HitText(name: "example.org", entry: entry(Self.fixed, now: 1_800_000_000)))
+        for bytes in [hit.head, hit.fields] {
+            XCTAssertLessThan(bytes.capacity, bytes.count + 32, "\(bytes.count) bytes held in \(bytes.capacity)")
+        }
+    }
+
     func testNoHitTextWhereAHitNeedsADecisionOrItsOwnOrder() {
         let t0 = 1_800_000_000.0
         XCTAssertNil(HitText(name: "example.org", entry: entry(Self.weighted, now: t0)), "equal-priority SRV targets are reordered per hit")
