@@ -14,15 +14,20 @@ LIMITS = {
                 "the key exchange; the daemon's own code, c-ares and the cache are the small rest. Synapse's resolver pays "
                 "the same handshake, but from one SSL context kept for all connections and on the OpenSSL 4 bundled with "
                 "`cryptography`, so its Python overhead is what the ratio measures",
-    "cold_rate": "the same per-connection TLS CPU, on 2 vCPUs shared with the test world's nginx and dnsmasq and with "
-                 "whatever else runs (the load average above): a daemon that used well under the 2 vCPUs was waiting for "
-                 "them, not for the network",
-    "rss": "file-backed pages of the shared libraries (Swift runtime, libdispatch, OpenSSL, libcurl and its TLS and "
-           "compression libraries) and the LMDB pages read, and at the peak the 128 TLS connections in flight (an "
-           "SSL_CTX, an SSL and libcurl's buffers each)",
-    "hits_32": "kernel wake-ups and the daemon's per-request work on 2 shared vCPUs (see the hit profiles)",
+    "cold_rate": "the machine, not the daemon: the figure is names per second through the same 2 vCPUs the test world "
+                 "runs on, and the world's nginx and dnsmasq (five DNS answers and one TLS handshake per name) took about "
+                 "as much of them as the daemon did (the shares above); Synapse's resolver, a single Python thread, leaves "
+                 "the world more room. At the daemon's CPU per name, 6x Synapse's rate would need more CPU than the "
+                 "machine has",
+    "rss": "the burst itself: at the peak 1,000 resolutions and 128 TLS connections are in flight (an SSL_CTX, an "
+           "SSL and libcurl's buffers each), and glibc keeps the memory they freed between the cache's long-lived "
+           "blocks (after a 10k run 20 MB of 34 MB taken from the system are in use; malloc_trim returns 5-8 MiB but "
+           "does not lower the peak); each cached name holds ~1.3 KB (its 576-byte decoded entry, its hit text, "
+           "targets and strings). Runs of one binary differ by up to 4 MiB (bench/profile-notes.md)",
+    "hits_32": "kernel wake-ups (the daemon makes the echo floor's three system calls per request: epoll_wait, read, "
+               "send) and its per-hit work on 2 shared vCPUs (see the hit profiles)",
     "hits_64": "the daemon's per-request CPU (see the hit profiles)",
-    "hits_p50": "the daemon's own work per hit on top of the same-vCPU ping-pong",
+    "hits_p50": "the daemon's own work per hit (about 3,000 instructions) on top of the same-vCPU ping-pong",
     "lmdb": "the record size and LMDB's page overhead (see section 5)",
     "restart": "process start-up",
 }
