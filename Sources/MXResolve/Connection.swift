@@ -172,9 +172,11 @@ final class Connection: @unchecked Sendable {
     private func execute(_ line: ArraySlice<UInt8>) {
         let stats = reactor.stats
         stats.requests.add(1)
-        if let plain = PlainResolve(line), answerHit(plain) { return }
+        let plain = PlainResolve(line)
+        if let plain, answerHit(plain) { return }
         let request: Request
-        switch Request.parse(line) {
+        // A plain line that was not a plain hit is already read: not parsed a second time.
+        switch plain.map({ .success($0.request) }) ?? Request.parse(line) {
         case .success(let r):
             request = r
         case .failure(let e):

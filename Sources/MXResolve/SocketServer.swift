@@ -29,10 +29,6 @@ public protocol RequestHandling: Sendable {
     func answerHit(_ request: PlainResolve, into output: inout [UInt8]) -> Bool
 }
 
-extension RequestHandling {
-    public func answerHit(_ request: PlainResolve, into output: inout [UInt8]) -> Bool { false }
-}
-
 public enum SocketServerError: Error, CustomStringConvertible {
     case inUse(String)
     case system(String, Int32)
